@@ -1,0 +1,214 @@
+"""The checkpoint format: one safetensors file, weights plus JSON metadata, no pickle anywhere.
+
+Supernets and dense subnets share the format. The safetensors header carries one string entry,
+``s2g_deploy.checkpoint``: the metadata as JSON, with its ``format_version``. (One entry, because
+safetensors writes its metadata map in hash order: several entries would make saves non-reproducible.)
+Everything that can go wrong while loading becomes a one-line :class:`CheckpointError` that names
+the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from s2g_deploy.errors import CheckpointError
+from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig
+from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.models.registry import ARCHITECTURE
+from s2g_deploy.subnet import ElasticSpace, Subnet
+
+FORMAT = "s2g_deploy.checkpoint"
+FORMAT_VERSION = 1
+_MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit
+
+
+@dataclass(frozen=True)
+class CheckpointMeta:
+    """What a checkpoint says about itself. ``space`` is set for supernets, ``subnet`` for dense subnets."""
+
+    config: BSRNNConfig
+    space: ElasticSpace | None = None
+    subnet: Subnet | None = None
+    parent_sha256: str | None = None  # weights hash of the supernet a dense subnet was cut from
+    training: Mapping[str, Any] = field(default_factory=dict)
+    quality: Mapping[str, Any] | None = None
+    versions: Mapping[str, str] = field(default_factory=dict)
+    weights_sha256: str = ""
+    architecture: str = ARCHITECTURE
+
+    @property
+    def kind(self) -> str:
+        return "supernet" if self.space is not None else "dense"
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "architecture": {"name": self.architecture, "config": self.config.to_dict()},
+            "elastic_space": self.space.to_dict() if self.space else None,
+            "subnet": str(self.subnet) if self.subnet else None,
+            "parent_sha256": self.parent_sha256,
+            "training": dict(self.training),
+            "quality": dict(self.quality) if self.quality is not None else None,
+            "versions": dict(self.versions),
+            "weights_sha256": self.weights_sha256,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CheckpointMeta:
+        arch = data["architecture"]
+        if arch["name"] != ARCHITECTURE:
+            raise ValueError(f"unknown architecture {arch['name']!r} (this version knows {ARCHITECTURE!r})")
+        space = data.get("elastic_space")
+        subnet = data.get("subnet")
+        return cls(
+            config=BSRNNConfig.from_dict(arch["config"]),
+            space=ElasticSpace.from_dict(space) if space else None,
+            subnet=Subnet.parse(subnet) if subnet else None,
+            parent_sha256=data.get("parent_sha256"),
+            training=data.get("training") or {},
+            quality=data.get("quality"),
+            versions=data.get("versions") or {},
+            weights_sha256=data["weights_sha256"],
+        )
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    model: BSRNN  # an ElasticBSRNN when meta.kind == "supernet"
+    meta: CheckpointMeta
+    path: Path | None = None
+
+
+def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 over every tensor's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    import safetensors
+
+    from s2g_deploy import __version__
+
+    return {"s2g_deploy": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}
+
+
+def save_checkpoint(path: str | os.PathLike, model: BSRNN, meta: CheckpointMeta) -> CheckpointMeta:
+    """Write ``model`` and ``meta`` to ``path`` atomically (temporary file, then rename).
+
+    The weights hash and library versions are filled in here; returns the metadata as written.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = replace(meta, weights_sha256=weights_sha256(state), versions=meta.versions or library_versions())
+    header = {FORMAT: json.dumps({"format_version": FORMAT_VERSION, **meta.to_dict()})}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file(state, tmp, metadata=header)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return meta
+
+
+def _sniff(path: Path) -> None:
+    """Reject what is not a safetensors file before any parser sees it."""
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(9)
+    if size >= 9 and head[8:9] == b"{":
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if header_len <= min(_MAX_HEADER_BYTES, size - 8):
+            return
+    if head[:4] == b"PK\x03\x04" or (head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")):
+        raise CheckpointError(
+            f"{path}: this is a PyTorch pickle (.pt/.pth); s2g never unpickles files. "
+            "Load it yourself in a trusted session and re-save it with s2g_deploy.save_checkpoint"
+        )
+    if size < 8:
+        raise CheckpointError(f"{path}: file is {size} bytes, too short to be a safetensors checkpoint")
+    raise CheckpointError(f"{path}: not a safetensors file (bad header); is it truncated or another format?")
+
+
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """Read and validate only the metadata of a checkpoint (fast: no weights are loaded)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    _sniff(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            header = f.metadata() or {}
+    except Exception as exc:  # safetensors raises several exception types for damaged files
+        raise CheckpointError(f"{path}: unreadable safetensors file ({_first_line(exc)})") from None
+    if FORMAT not in header:
+        raise CheckpointError(f"{path}: a safetensors file, but not an s2g checkpoint (no '{FORMAT}' metadata)")
+    try:
+        data = json.loads(header[FORMAT])
+        version = data.pop("format_version", "?")
+    except Exception as exc:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
+    if version != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format version {version}; this s2g reads version {FORMAT_VERSION}")
+    try:
+        return CheckpointMeta.from_dict(data)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a supernet or dense subnet; verifies tensor names, shapes and the weights hash."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    meta = read_meta(path)
+    model = ElasticBSRNN(meta.config, meta.space) if meta.space else BSRNN(meta.config)
+    try:
+        state = load_file(path)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: unreadable weights ({_first_line(exc)}); the file may be truncated") from None
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != found:
+        raise CheckpointError(f"{path}: weights do not match the metadata's architecture: {_diff(expected, found)}")
+    if weights_sha256(state) != meta.weights_sha256:
+        raise CheckpointError(f"{path}: weights hash differs from the one recorded at save time; the file is corrupt")
+    model.load_state_dict(state, strict=True)
+    return Checkpoint(model.to(device).eval(), meta, path)
+
+
+def _diff(expected: dict, found: dict) -> str:
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        return f"missing {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+    if unexpected:
+        return f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
+    name = next(k for k in sorted(expected) if expected[k] != found[k])
+    return f"{name} has shape {list(found[name])}, expected {list(expected[name])}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

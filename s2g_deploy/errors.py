@@ -1,0 +1,35 @@
+"""The error hierarchy. Each class carries the CLI exit code it maps to (GUIDE section 3)."""
+
+from __future__ import annotations
+
+
+class S2GError(Exception):
+    """Base class of every error this package raises on purpose. Message: one line, names the problem."""
+
+    exit_code = 1
+
+
+class InputError(S2GError):
+    """Invalid input from the user: a bad argument, file, profile or subnet (exit code 2)."""
+
+    exit_code = 2
+
+
+class CheckpointError(InputError):
+    """A checkpoint file that cannot be read or does not match its own metadata."""
+
+
+class SubnetError(InputError):
+    """A subnet that is malformed or outside the supernet's elastic space."""
+
+
+class BudgetInfeasibleError(S2GError):
+    """No subnet meets the requested budgets (exit code 3)."""
+
+    exit_code = 3
+
+
+class VerificationError(S2GError):
+    """A check on a produced artifact failed: parity, or a budget missed when measured (exit code 4)."""
+
+    exit_code = 4

@@ -1,0 +1,1 @@
+"""Model definitions: the dense BSRNN, the elastic supernet, and named presets."""

@@ -1,0 +1,33 @@
+import pytest
+import torch
+
+from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.models.registry import get_preset
+
+
+def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
+    """GroupNorm affine parameters start at 1 and 0; randomise them so slicing mistakes show."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.GroupNorm):
+                m.weight.copy_(1 + 0.5 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.5 * torch.randn(m.bias.shape, generator=g))
+
+
+def make_supernet(preset: str, seed: int = 0) -> ElasticBSRNN:
+    p = get_preset(preset)
+    torch.manual_seed(seed)
+    model = ElasticBSRNN(p.config, p.space)
+    randomize_norms(model, seed)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny() -> ElasticBSRNN:
+    return make_supernet("tiny")
+
+
+@pytest.fixture(scope="session")
+def xsmall() -> ElasticBSRNN:
+    return make_supernet("xsmall")
