@@ -96,3 +96,95 @@ def _quality_of(meta: CheckpointMeta, subnet: Subnet) -> dict | None:
     rows = meta.quality.get("subnets", {})
     summary = {k: v for k, v in meta.quality.items() if k != "subnets"}
     return {**summary, "subnets": {str(subnet): rows.get(str(subnet))}}
+
+
+def export(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    subnet: Subnet | str | None = None,
+    budgets=None,
+    profile=None,
+    out: str | os.PathLike,
+    io: str = "waveform",
+    overwrite: bool = False,
+    opset: int | None = None,
+):
+    """Export one subnet as a verified, self-describing ONNX directory; returns an ``ExportResult``.
+
+    The subnet is ``subnet``, or the best one within ``budgets`` (``s2g_deploy.search.Budgets``) and/or
+    ``profile`` (a name, a TOML path or a loaded profile). ``checkpoint`` defaults to the bundled supernet.
+    ``io`` is ``"waveform"`` (samples in and out, STFT inside the graph) or ``"spectrogram"`` (the mask
+    network only). Raises ``InputError`` (bad input, exit 2), ``BudgetInfeasibleError`` (3) or
+    ``VerificationError`` (parity or MAC-count check failed, 4); on any error ``out`` is left as it was.
+    """
+    from s2g_deploy.export.pipeline import run_export
+
+    return run_export(
+        checkpoint, subnet=subnet, budgets=budgets, profile=profile, out=out, io=io, overwrite=overwrite, opset=opset
+    )
+
+
+def separate(
+    model: str | os.PathLike,
+    audio: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    chunk_seconds: float = 10.0,
+    overlap_seconds: float = 1.0,
+    overwrite: bool = False,
+    threads: int | None = None,
+):
+    """Separate ``audio`` with an exported waveform model (file or export directory) in overlapping chunks.
+
+    Writes ``<stem>_target.wav`` and ``<stem>_residual.wav`` (float WAV, the input's rate and channels)
+    into ``out``; returns a ``SeparationResult``. Other sample rates are resampled to the model's and back.
+    """
+    from s2g_deploy.separate import separate as _separate
+
+    return _separate(
+        model,
+        audio,
+        out,
+        chunk_seconds=chunk_seconds,
+        overlap_seconds=overlap_seconds,
+        overwrite=overwrite,
+        threads=threads,
+    )
+
+
+def search(
+    checkpoint: str | os.PathLike | None = None,
+    *,
+    budget_macs: int | float | str | None = None,
+    budget_params: int | float | str | None = None,
+    profile=None,
+):
+    """The best subnet within the budgets; returns a ``s2g_deploy.search.SearchResult``.
+
+    ``budget_macs`` (network MACs per second of audio) and ``budget_params`` accept numbers or sizes such
+    as ``"300M"``; ``profile`` is a shipped name, a TOML path or a loaded ``Profile``; the tighter of a
+    profile's budget and an explicit one wins. ``checkpoint`` defaults to the bundled supernet. Raises
+    ``InputError`` (exit 2) or ``BudgetInfeasibleError`` (3, naming the binding budget).
+    """
+    from s2g_deploy.profiles import Profile, load_profile
+    from s2g_deploy.search import Budgets
+    from s2g_deploy.search import search as _search
+    from s2g_deploy.units import parse_size
+
+    budgets = Budgets(
+        max_params=parse_size(budget_params, "budget_params") if budget_params is not None else None,
+        max_macs_per_second=parse_size(budget_macs, "budget_macs") if budget_macs is not None else None,
+    )
+    if profile is not None and not isinstance(profile, Profile):
+        profile = load_profile(profile)
+    return _search(checkpoint, budgets, profile)
+
+
+def costs(checkpoint: str | os.PathLike | None = None, *, counted_seconds: float = 4.0):
+    """Parameters and network MACs per second of every subnet; returns a ``s2g_deploy.cost.CostTable``.
+
+    Counted once per checkpoint and cached on disk (``$S2G_CACHE_DIR``, default ``~/.cache/s2g_deploy``).
+    """
+    from s2g_deploy.cost import subnet_costs
+
+    return subnet_costs(checkpoint, counted_seconds=counted_seconds)

@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import struct
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 
 import torch
 
+from s2g_deploy.artifacts import atomic_file
 from s2g_deploy.errors import CheckpointError
 from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig
 from s2g_deploy.models.elastic import ElasticBSRNN
@@ -119,14 +119,8 @@ def save_checkpoint(path: str | os.PathLike, model: BSRNN, meta: CheckpointMeta)
     meta = replace(meta, weights_sha256=weights_sha256(state), versions=meta.versions or library_versions())
     header = {FORMAT: json.dumps({"format_version": FORMAT_VERSION, **meta.to_dict()})}
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, overwrite=True) as tmp:
         save_file(state, tmp, metadata=header)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return meta
 
 

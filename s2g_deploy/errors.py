@@ -23,6 +23,18 @@ class SubnetError(InputError):
     """A subnet that is malformed or outside the supernet's elastic space."""
 
 
+class ProfileError(InputError):
+    """A device profile that cannot be found, parsed or validated; the message lists every problem."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+
+class CostModelError(S2GError):
+    """The cost model cannot count a network, e.g. an op that carries weights has no MAC rule (a bug)."""
+
+
 class BudgetInfeasibleError(S2GError):
     """No subnet meets the requested budgets (exit code 3)."""
 

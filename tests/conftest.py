@@ -1,8 +1,17 @@
+import os
+
 import pytest
 import torch
 
 from s2g_deploy.models.elastic import ElasticBSRNN
 from s2g_deploy.models.registry import get_preset
+
+
+def pytest_configure(config):
+    # Tests use tiny models, where intra-op threads only contend with each other (and with the subprocesses
+    # some tests start): one thread makes the suite several times faster on a 2-core machine.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
 
 
 def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:

@@ -34,7 +34,7 @@ def main(
 
 def _register() -> None:
     # Importing the command modules registers them on `app`; they import torch only when run.
-    from s2g_deploy.cli import inspect, models  # noqa: F401
+    from s2g_deploy.cli import export, inspect, models, profiles, search, train  # noqa: F401
 
 
 _register()

@@ -1,0 +1,214 @@
+"""Output directories that appear whole or not at all, and the checksums that describe them.
+
+An export is written into a temporary sibling of the target (same filesystem, so the final rename is
+atomic) and moved into place only when every file is written and verified. Until then the target is
+untouched: a failure, Ctrl-C or ``kill`` leaves it as it was. On failure or Ctrl-C/SIGTERM the
+temporary directory is removed; only ``kill -9`` can leave one behind, named ``.<target>.s2g-tmp-*``.
+
+Overwriting replaces only an empty directory or a previous s2g export (one with our ``manifest.json``),
+so a mistyped ``--out ~ --overwrite`` cannot delete a home directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from s2g_deploy.errors import InputError
+
+MANIFEST = "manifest.json"
+SHA256SUMS = "SHA256SUMS"
+MANIFEST_FORMAT = "s2g_deploy.export"
+_TMP_MARK = ".s2g-tmp-"
+
+
+def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an output directory we may not write; returns it as a Path. Raises :class:`InputError`."""
+    out = Path(out)
+    if out.exists() or out.is_symlink():
+        if not out.is_dir():
+            raise InputError(f"output {out} exists and is not a directory")
+        if any(out.iterdir()):
+            if not overwrite:
+                raise InputError(f"output directory {out} is not empty; pass --overwrite to replace it")
+            if not is_export_dir(out):
+                raise InputError(
+                    f"refusing to overwrite {out}: not an s2g export directory (no s2g {MANIFEST}); "
+                    "choose an empty or new directory"
+                )
+    parent = _existing_ancestor(out.absolute().parent)
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output {out}: {parent} is not writable")
+    return out
+
+
+def is_export_dir(path: Path) -> bool:
+    try:
+        return json.loads((path / MANIFEST).read_text()).get("format") == MANIFEST_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class StagedDirectory:
+    """``with StagedDirectory(out, overwrite) as staging: ...write into staging.path...; staging.commit()``.
+
+    Leaving the block without :meth:`commit` (an error, Ctrl-C, SIGTERM) deletes everything it created.
+    """
+
+    def __init__(self, target: str | os.PathLike, overwrite: bool = False):
+        self.target = Path(target)
+        self.overwrite = overwrite
+        self.path: Path | None = None
+        self._created: list[Path] = []  # parent directories we made, deepest last
+        self._committed = False
+        self._old_handler = None
+
+    def __enter__(self) -> StagedDirectory:
+        check_target(self.target, self.overwrite)
+        parent = self.target.absolute().parent
+        missing = []
+        for p in [parent, *parent.parents]:
+            if p.exists():
+                break
+            missing.append(p)
+        parent.mkdir(parents=True, exist_ok=True)
+        self._created = list(reversed(missing))
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}{_TMP_MARK}", dir=parent))
+        if threading.current_thread() is threading.main_thread():
+            # SIGTERM would end the process without running cleanup; make it unwind like Ctrl-C
+            self._old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+        return self
+
+    def commit(self) -> Path:
+        """Move the finished directory into place (atomically replacing an allowed old one)."""
+        assert self.path is not None and not self._committed
+        check_target(self.target, self.overwrite)  # the world may have changed while we worked
+        umask = os.umask(0)
+        os.umask(umask)
+        self.path.chmod(0o777 & ~umask)  # mkdtemp made it private
+        target = self.target
+        if target.is_dir() and any(target.iterdir()):
+            if _exchange(self.path, target):  # atomic swap: the target is never missing
+                shutil.rmtree(self.path, ignore_errors=True)  # now holds the old export
+            else:  # two renames; the old export is restored if the second fails
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.s2g-old-", dir=self.path.parent))
+                os.replace(target, old / "d")
+                try:
+                    os.replace(self.path, target)
+                except BaseException:
+                    os.replace(old / "d", target)
+                    raise
+                shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(self.path, target)  # replaces a missing or empty directory atomically
+        self._committed = True
+        return target
+
+    def __exit__(self, *exc) -> None:
+        if self._old_handler is not None:
+            signal.signal(signal.SIGTERM, self._old_handler)
+        if not self._committed and self.path is not None:
+            shutil.rmtree(self.path, ignore_errors=True)
+            for p in reversed(self._created):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, delivered as an exception so ``finally`` blocks run (handled like Ctrl-C)."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _existing_ancestor(path: Path) -> Path:
+    for p in [path, *path.parents]:
+        if p.exists():
+            return p
+    return Path("/")
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux renameat2(RENAME_EXCHANGE); False where unsupported."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` when the block succeeds."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise InputError(f"output file {path} exists; pass --overwrite to replace it")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}{_TMP_MARK}", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_json(path: str | os.PathLike, document: Any) -> None:
+    Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+
+
+def write_sha256sums(directory: str | os.PathLike) -> Path:
+    """``SHA256SUMS`` over every other file in ``directory``, in name order, as ``sha256sum`` writes it."""
+    directory = Path(directory)
+    names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != SHA256SUMS)
+    for name in names:
+        if "\n" in name or "\\" in name:
+            raise ValueError(f"file name {name!r} cannot be written to {SHA256SUMS}")
+    lines = "".join(f"{sha256_file(directory / n)}  {n}\n" for n in names)
+    path = directory / SHA256SUMS
+    path.write_text(lines, encoding="utf-8")
+    return path
+
+
+def verify_sha256sums(directory: str | os.PathLike) -> list[str]:
+    """Names in ``SHA256SUMS`` whose file is missing or differs (empty: all good)."""
+    directory = Path(directory)
+    bad = []
+    for line in (directory / SHA256SUMS).read_text(encoding="utf-8").splitlines():
+        digest, name = line.split("  ", 1)
+        f = directory / name
+        if not f.is_file() or sha256_file(f) != digest:
+            bad.append(name)
+    return bad

@@ -1,0 +1,176 @@
+"""``s2g export`` (a verified, self-describing ONNX directory) and ``s2g separate`` (run one on a WAV)."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from s2g_deploy.cli.app import app
+from s2g_deploy.cli.output import emit_json, handles_errors, stderr, stdout
+
+
+@contextlib.contextmanager
+def _progress(verbose: bool):
+    """The library's INFO log lines (progress) on stderr.
+
+    On a terminal: one transient status line that disappears at the end, so a failure still ends
+    with a single error line. Elsewhere (pipes, CI): silent unless ``--verbose``, then one line each.
+    """
+    import logging
+
+    logger = logging.getLogger("s2g_deploy")
+    status = None
+    if verbose:
+
+        def show(message: str) -> None:
+            stderr.print(message, highlight=False, markup=False)
+
+    elif stderr.is_terminal:
+        status = stderr.status("working")
+        status.start()
+
+        def show(message: str) -> None:
+            status.update(message)
+
+    else:
+        yield
+        return
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            show(record.getMessage())
+
+    handler, level = _Handler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        if status is not None:
+            status.stop()
+
+
+@app.command()
+@handles_errors
+def export(
+    out: Annotated[Path, typer.Option(help="Output directory (must be new or empty, unless --overwrite).")],
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="Supernet (or dense) checkpoint; default: the bundled supernet.")
+    ] = None,
+    subnet: Annotated[str | None, typer.Option(help="Export this subnet, DEPTHxWIDTH, e.g. 4x32.")] = None,
+    budget_macs: Annotated[str | None, typer.Option(help="Max network MACs per second of audio, e.g. 300M.")] = None,
+    budget_params: Annotated[str | None, typer.Option(help="Max parameters, e.g. 1.5M.")] = None,
+    profile: Annotated[str | None, typer.Option(help="Device profile name or TOML file.")] = None,
+    io: Annotated[
+        str, typer.Option(help="waveform: samples in and out; spectrogram: only the mask network.")
+    ] = "waveform",
+    opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the profile's, else 17).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress on stderr.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Select, slice, export, simplify, verify and describe one subnet as an ONNX directory."""
+    from s2g_deploy import api
+
+    budgets = None
+    if budget_macs is not None or budget_params is not None:
+        budgets = _budgets(budget_macs, budget_params)
+    with _progress(verbose):
+        result = api.export(
+            checkpoint,
+            subnet=subnet,
+            budgets=budgets,
+            profile=profile,
+            out=out,
+            io=io,
+            overwrite=overwrite,
+            opset=opset,
+        )
+    if json_:
+        emit_json(result.to_dict())
+        return
+    _render_export(result)
+
+
+def _budgets(budget_macs: str | None, budget_params: str | None):
+    from s2g_deploy.units import parse_size
+
+    macs = parse_size(budget_macs, "--budget-macs") if budget_macs is not None else None
+    params = parse_size(budget_params, "--budget-params") if budget_params is not None else None
+    try:
+        from s2g_deploy.search import Budgets
+    except ImportError:
+        from s2g_deploy.errors import InputError
+
+        raise InputError("budgets need s2g_deploy.search, which this installation lacks; pass --subnet") from None
+    return Budgets(max_params=params, max_macs_per_second=macs)
+
+
+def _render_export(result) -> None:
+    from rich.table import Table
+
+    m = result.manifest
+    mps = result.costs["macs_per_second"]
+    stdout.print(f"[bold]{result.out}[/]: subnet {result.subnet}, {m['params']:,} params, {m['settings']['io']} I/O")
+    stdout.print(
+        f"  MACs per second: network {mps['network']:,}, STFT/iSTFT {mps['stft_istft']:,}, total {mps['total']:,} "
+        f"(graph count within {100 * result.costs['graph_vs_model']:.2f}%)"
+    )
+    row = (m.get("quality") or {}).get("subnets", {}).get(str(result.subnet))
+    if row:
+        stdout.print("  quality: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float)))
+    p = result.parity
+    table = Table(title=f"Parity vs {p.reference} (tolerance {p.tolerance_abs:.0e} abs, unit-scale audio)")
+    table.add_column("stage")
+    table.add_column("max abs", justify="right")
+    table.add_column("max rel", justify="right")
+    for n in p.lengths:
+        table.add_column(f"{n / m['model']['sample_rate_hz']:.2f} s", justify="right")
+    for s in p.stages:
+        table.add_row(s.stage, f"{s.max_abs:.1e}", f"{s.max_rel:.1e}", *(f"{s.by_length[n]:.1e}" for n in p.lengths))
+    stdout.print(table)
+    for name, path in result.paths.items():
+        stdout.print(f"  {name}: {path}")
+
+
+@app.command()
+@handles_errors
+def separate(
+    model: Annotated[Path, typer.Argument(help="An exported model.onnx or its export directory.")],
+    audio: Annotated[Path, typer.Argument(help="Audio file (WAV, FLAC, ...), any length, rate and channels.")],
+    out: Annotated[Path, typer.Option(help="Directory for <name>_target.wav and <name>_residual.wav.")],
+    chunk_seconds: Annotated[float, typer.Option(help="Seconds of audio per model run.")] = 10.0,
+    overlap_seconds: Annotated[float, typer.Option(help="Cross-faded overlap between chunks, seconds.")] = 1.0,
+    threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads (default: its own).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress on stderr.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Separate an audio file with an exported waveform model, in overlapping chunks (flat memory)."""
+    from s2g_deploy import api
+
+    with _progress(verbose):
+        result = api.separate(
+            model,
+            audio,
+            out,
+            chunk_seconds=chunk_seconds,
+            overlap_seconds=overlap_seconds,
+            overwrite=overwrite,
+            threads=threads,
+        )
+    if json_:
+        emit_json(result.to_dict())
+        return
+    d = result.to_dict()
+    note = f", resampled {d['sample_rate_hz']} -> {d['model_sample_rate_hz']} Hz and back" if d["resampled"] else ""
+    stdout.print(
+        f"separated {d['seconds']:.2f} s x {d['channels']} channel(s) in {d['chunks']} chunk(s), "
+        f"{d['wall_s']:.2f} s wall{note}"
+    )
+    stdout.print(f"  target: {result.target}\n  residual: {result.residual}")

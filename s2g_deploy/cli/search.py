@@ -1,0 +1,106 @@
+"""``s2g search``: the best subnet of a supernet under MAC, parameter or device-profile budgets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from s2g_deploy.cli.app import app
+from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+
+
+@app.command()
+@handles_errors
+def search(
+    checkpoint: Annotated[
+        Path | None, typer.Argument(help="Supernet checkpoint (.safetensors); default: the bundled supernet.")
+    ] = None,
+    budget_macs: Annotated[
+        str | None,
+        typer.Option(help="Max network MACs per second of audio, e.g. 300M (K/M/G/T = powers of 1000)."),
+    ] = None,
+    budget_params: Annotated[str | None, typer.Option(help="Max parameters, e.g. 1.5M.")] = None,
+    profile: Annotated[
+        str | None, typer.Option(help="Device profile: a shipped name (see `s2g profiles list`) or a .toml path.")
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Show every subnet of the grid, not only the front.")] = False,
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Pick the subnet with the best measured quality that meets every budget (ties: fewer MACs).
+
+    A profile's budgets and explicit ones combine, the tighter winning. Exit code 3 when no subnet fits.
+    """
+    # Not api.search: api imports torch (2 s), and a warm search must not (benchmarks/search_speed.py).
+    from s2g_deploy.profiles import load_profile
+    from s2g_deploy.search import Budgets
+    from s2g_deploy.search import search as run_search
+    from s2g_deploy.units import parse_size
+
+    budgets = Budgets(
+        max_params=parse_size(budget_params, "--budget-params") if budget_params is not None else None,
+        max_macs_per_second=parse_size(budget_macs, "--budget-macs") if budget_macs is not None else None,
+    )
+    prof = load_profile(profile) if profile is not None else None
+    result = run_search(checkpoint, budgets, prof)
+    if json_:
+        emit_json(result.to_dict())
+        return
+    _render(result, show_all=all_)
+
+
+def _render(result, show_all: bool) -> None:
+    from rich.table import Table
+
+    from s2g_deploy.units import format_size
+
+    costs, chosen = result.costs, result.chosen
+    stdout.print(
+        f"[bold]{result.checkpoint}[/]: {len(result.candidates)} subnets, weights {result.weights_sha256[:12]}"
+        + (f", profile [bold]{result.profile.name}[/]" if result.profile else "")
+    )
+    limits = [
+        f"{name} <= {format_size(value)} ({result.budget_sources[name]})"
+        for name, value in result.budgets.to_dict().items()
+        if value is not None
+    ]
+    stdout.print("  budgets: " + ("; ".join(limits) if limits else "none (the best subnet overall)"))
+    quality = f", {result.metric} {chosen.quality:.2f}" if chosen.quality is not None else ""
+    chunk = (
+        f", {format_size(chosen.macs_per_chunk)} MACs per {result.chunk_seconds:g} s chunk"
+        if chosen.macs_per_chunk is not None
+        else ""
+    )
+    stdout.print(
+        f"[bold green]chosen subnet {chosen.subnet}[/]: {format_size(chosen.macs_per_second)} MACs per second "
+        f"of audio{chunk}, {chosen.params:,} params{quality}"
+    )
+    if result.fallback:
+        stdout.print("[yellow]  fallback: no quality table ranks the feasible subnets; this is the largest one[/]")
+    if result.binding:
+        stdout.print(f"  binding: {', '.join(result.binding)} (a better subnet exceeds it)")
+    else:
+        stdout.print("  binding: none (no budget excludes a better subnet)")
+
+    rows = result.candidates if show_all else result.pareto
+    title = "Every subnet" if show_all else f"Pareto front: {result.metric} against MACs"
+    if rows:
+        table = Table(title=title)
+        for column in ("subnet", "MACs/s", "params", result.metric or "quality", "feasible"):
+            table.add_column(column, justify="left" if column == "subnet" else "right")
+        for c in rows:
+            mark = " *" if c.subnet == chosen.subnet else ""
+            q = f"{c.quality:.2f}" if c.quality is not None else "-"
+            feasible = "yes" if c.feasible else "no: " + ", ".join(c.violates)
+            table.add_row(f"{c.subnet}{mark}", format_size(c.macs_per_second), f"{c.params:,}", q, feasible)
+        stdout.print(table)
+    elif not show_all:
+        stdout.print("  no Pareto front without a quality table (--all lists every subnet)")
+    stdout.print(
+        f"  MACs: network only, counted on {costs.counted_seconds:g} s of audio; not counted: "
+        f"{', '.join(costs.uncounted)}; outside the network: {', '.join(costs.not_network)}"
+    )
+    for note in result.notes:
+        if not note.startswith("fallback:"):
+            stdout.print(f"  note: {note}", highlight=False)

@@ -1,0 +1,196 @@
+"""The on-disk cost cache, and the torch-free reads that keep a warm ``s2g search`` under 2 s.
+
+Importing torch takes about 2 s on a laptop CPU: the whole budget of a warm search. So the warm path
+reads the checkpoint's safetensors header by hand (an 8-byte length, then JSON) and library versions
+from package metadata, and only a cold count (:func:`s2g_deploy.cost.subnet_costs`) imports torch.
+A header that looks unusual in any way is handed to :func:`s2g_deploy.checkpoint.read_meta`, whose
+errors are the canonical ones. A cache hit implies the checkpoint was fully loaded and verified once:
+the table was counted from it, and the key holds its weights hash and architecture.
+
+Layout: ``<cache dir>/costs/<sha256 of the key>.json``, one JSON document with the key and the table.
+The cache dir is ``$S2G_CACHE_DIR``, else ``$XDG_CACHE_HOME/s2g_deploy``, else ``~/.cache/s2g_deploy``.
+Writes are atomic (temporary file, then rename); a file that does not parse, or holds another key, is
+ignored and rewritten; an unwritable cache dir costs speed, not correctness.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from s2g_deploy.artifacts import atomic_file
+from s2g_deploy.errors import CheckpointError, InputError
+from s2g_deploy.subnet import ElasticSpace
+
+log = logging.getLogger(__name__)
+
+_FORMAT = "s2g_deploy.costs"
+_FORMAT_VERSION = 1
+_CHECKPOINT_KEY = "s2g_deploy.checkpoint"  # checkpoint.FORMAT; that module imports torch
+_CHECKPOINT_VERSION = 1  # checkpoint.FORMAT_VERSION
+_MAX_HEADER_BYTES = 100_000_000
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True)
+class SupernetSummary:
+    """What costing and search need from a supernet checkpoint, read from its header alone."""
+
+    path: Path
+    weights_sha256: str
+    config: Mapping[str, Any]  # BSRNNConfig.to_dict()
+    space: ElasticSpace
+    quality: Mapping[str, Any] | None
+
+    @property
+    def sample_rate_hz(self) -> int:
+        return int(self.config["sample_rate_hz"])
+
+    @property
+    def hop_length(self) -> int:
+        return int(self.config["hop_length"])
+
+
+def read_summary(path: str | os.PathLike) -> SupernetSummary:
+    """Summarise the supernet at ``path`` without loading its weights (and, usually, without torch).
+
+    Raises :class:`CheckpointError` for an unreadable or truncated file and :class:`InputError` for a
+    dense subnet, which has no grid to cost or search.
+    """
+    path = Path(path)
+    data = _read_header(path)
+    if data is None:
+        from s2g_deploy.checkpoint import read_meta
+
+        data = read_meta(path).to_dict()
+    if not data.get("elastic_space"):
+        raise InputError(
+            f"{path}: is a dense subnet ({data.get('subnet')}), not a supernet; costs and search need a supernet"
+        )
+    return SupernetSummary(
+        path=path,
+        weights_sha256=data["weights_sha256"],
+        config=data["architecture"]["config"],
+        space=ElasticSpace.from_dict(data["elastic_space"]),
+        quality=data.get("quality"),
+    )
+
+
+def _read_header(path: Path) -> dict | None:
+    """The checkpoint metadata as :meth:`CheckpointMeta.to_dict` writes it, or None if anything is unusual."""
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > min(_MAX_HEADER_BYTES, size - 8):
+                return None
+            header = json.loads(f.read(length))
+        data = json.loads(header["__metadata__"][_CHECKPOINT_KEY])
+        ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
+    except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError):
+        return None
+    if not all(isinstance(e, int) for e in ends) or not _looks_valid(data):
+        return None
+    expected = 8 + length + max(ends, default=0)
+    if size != expected:
+        raise CheckpointError(f"{path}: file is {size} bytes but its header describes {expected}; it is truncated")
+    return data
+
+
+def _looks_valid(data: Any) -> bool:
+    try:
+        config = data["architecture"]["config"]
+        space = data["elastic_space"]
+        ok = (
+            data.get("format_version") == _CHECKPOINT_VERSION
+            and data["architecture"]["name"] == "bsrnn"
+            and all(isinstance(config[k], int) for k in ("sample_rate_hz", "n_fft", "hop_length", "feature_dim"))
+            and isinstance(config["band_widths"], list)
+            and _SHA256_RE.match(data["weights_sha256"]) is not None
+            and (data.get("quality") is None or isinstance(data["quality"], dict))
+        )
+        if ok and space is not None:
+            ElasticSpace.from_dict(space)
+        return ok
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the code that counts MACs, read from package metadata (no imports)."""
+    from s2g_deploy import __version__
+
+    versions = {"s2g_deploy": __version__}
+    for package in ("torch", "fvcore"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def cache_dir() -> Path:
+    """``$S2G_CACHE_DIR``, else ``$XDG_CACHE_HOME/s2g_deploy``, else ``~/.cache/s2g_deploy``."""
+    if os.environ.get("S2G_CACHE_DIR"):
+        return Path(os.environ["S2G_CACHE_DIR"])
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "s2g_deploy"
+    return Path.home() / ".cache" / "s2g_deploy"
+
+
+def entry_path(key: Mapping[str, Any]) -> Path:
+    """Where the table for ``key`` (a JSON-able mapping) is cached."""
+    digest = hashlib.sha256(_canonical(key).encode()).hexdigest()
+    return cache_dir() / "costs" / f"{digest}.json"
+
+
+def load(key: Mapping[str, Any]) -> dict | None:
+    """The cached table for ``key``, or None when there is none or the file is unusable."""
+    path = entry_path(key)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        log.warning("cannot read the cost cache file %s (%s); recounting", path, exc)
+        return None
+    try:
+        document = json.loads(text)
+        if document["format"] != _FORMAT or document["format_version"] != _FORMAT_VERSION:
+            raise ValueError(f"format {document['format']!r} version {document['format_version']!r}")
+        if document["key"] != json.loads(_canonical(key)):
+            raise ValueError("it holds the costs of another key")
+        table = document["table"]
+        if not isinstance(table, dict):
+            raise TypeError("no table")
+    except (ValueError, KeyError, TypeError) as exc:
+        log.warning("ignoring the corrupt cost cache file %s (%s); recounting", path, exc)
+        return None
+    return table
+
+
+def store(key: Mapping[str, Any], table: Mapping[str, Any]) -> Path | None:
+    """Write ``table`` under ``key`` atomically; returns the file, or None if the cache is not writable."""
+    path = entry_path(key)
+    document = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "key": key, "table": table}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_file(path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    except OSError as exc:
+        log.warning("cannot write the cost cache in %s (%s); costs will be recounted next time", path.parent, exc)
+        return None
+    return path
+
+
+def _canonical(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,491 @@
+"""``s2g export`` end to end: select, slice, export, simplify, verify, describe, commit.
+
+Every check that can refuse the job (arguments, output directory, checkpoint, subnet) runs before
+any file is written; all files go to a staging directory that becomes the output only at the end
+(:mod:`s2g_deploy.artifacts`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import logging
+import os
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2g_deploy.artifacts import (
+    MANIFEST,
+    MANIFEST_FORMAT,
+    SHA256SUMS,
+    StagedDirectory,
+    check_target,
+    sha256_file,
+    verify_sha256sums,
+    write_json,
+    write_sha256sums,
+)
+from s2g_deploy.checkpoint import CheckpointMeta, library_versions, load_checkpoint, read_meta, save_checkpoint
+from s2g_deploy.errors import InputError, VerificationError
+from s2g_deploy.export import describe
+from s2g_deploy.export.graph_macs import GraphMacs, count_graph_macs
+from s2g_deploy.export.onnx import (
+    DEFAULT_OPSET,
+    IO_MODES,
+    MAX_OPSET,
+    MIN_OPSET,
+    exportable,
+    io_spec,
+    simplify,
+    to_onnx,
+)
+from s2g_deploy.export.parity import TOLERANCE_ABS, ParityReport, StageFailure, certify, default_lengths
+from s2g_deploy.export.stft import stft_macs
+from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig, complex_multiply, count_params, istft, stft
+from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.slicing import slice_subnet
+from s2g_deploy.subnet import Subnet
+
+log = logging.getLogger(__name__)
+
+MODEL_FILE = "model.onnx"
+DENSE_FILE = "dense.safetensors"
+CARD_FILE = "model_card.md"
+FORMAT_VERSION = 1
+MAC_AGREEMENT = 0.02  # graph count vs cost model, relative
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """What ``api.export`` made: the directory, the subnet, its files and the facts in the manifest."""
+
+    out: Path
+    subnet: Subnet
+    paths: dict[str, Path]
+    parity: ParityReport
+    costs: dict[str, Any]
+    manifest: dict[str, Any] = field(repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "out": str(self.out),
+            "subnet": str(self.subnet),
+            "paths": {k: str(v) for k, v in self.paths.items()},
+            "params": self.manifest["params"],
+            "costs": self.costs,
+            "parity": self.parity.to_dict(),
+            "quality": self.manifest["quality"],
+            "timings_s": self.manifest["timings_s"],
+        }
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch on one thread, restoring the setting afterwards.
+
+    Export runs small matrices (an LSTM step of a subnet is a few hundred MACs per row): threads buy
+    nothing, and on a loaded 2-core machine OpenMP's spinning workers made one forward pass 300x
+    slower (9 s instead of 25 ms, measured while a training job ran).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_export(
+    checkpoint: str | os.PathLike | None,
+    *,
+    subnet: Subnet | str | None,
+    budgets: Any,
+    profile: Any,
+    out: str | os.PathLike,
+    io: str,
+    overwrite: bool,
+    opset: int | None,
+) -> ExportResult:
+    with single_threaded():
+        return _run_export(checkpoint, subnet, budgets, profile, out, io, overwrite, opset)
+
+
+def _run_export(checkpoint, subnet, budgets, profile, out, io, overwrite, opset) -> ExportResult:
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    # --- everything that can refuse the job, before any file is written --------------------------
+    if io not in IO_MODES:
+        raise InputError(f"--io must be one of {', '.join(IO_MODES)}, got {io!r}")
+    if opset is not None:
+        _check_opset(opset, "--opset")
+    if isinstance(subnet, str):
+        subnet = Subnet.parse(subnet)
+    if subnet is not None and (budgets is not None or profile is not None):
+        raise InputError("give either --subnet or budgets/--profile, not both")
+    out = check_target(out, overwrite)
+
+    from s2g_deploy.bundled import resolve_checkpoint
+
+    ckpt_path = resolve_checkpoint(checkpoint)
+    meta = read_meta(ckpt_path)  # fast: a bad file fails here, before search or loading weights
+    prof = _load_profile(profile) if profile is not None else None
+    runtime = getattr(prof, "runtime", None)
+    if opset is None:
+        opset = _check_opset(getattr(runtime, "opset", None) or DEFAULT_OPSET, f"profile {prof and prof.name!r} opset")
+    notes: list[str] = []
+    precision = getattr(runtime, "precision", "fp32")
+    if precision != "fp32":  # said out loud, never silently: quantization is a separate step
+        notes.append(f"profile {prof.name!r} runs {precision}; this export is fp32 and must be quantized separately")
+        log.warning("%s", notes[-1])
+    selection: dict[str, Any] = {"method": "explicit"}
+    if meta.kind == "dense":
+        own = meta.subnet or Subnet(meta.config.num_blocks, meta.config.feature_dim)
+        if budgets is not None or prof is not None:
+            raise InputError(f"{ckpt_path}: is a dense subnet ({own}); budgets and profiles need a supernet")
+        if subnet is not None and subnet != own:
+            raise InputError(f"{ckpt_path}: is the dense subnet {own}; it cannot give {subnet}")
+        subnet, selection = own, {"method": "dense checkpoint"}
+    elif subnet is None:
+        if budgets is None and prof is None:
+            raise InputError(
+                "say what to export: --subnet DEPTHxWIDTH, a budget (--budget-macs, --budget-params) or --profile"
+            )
+        t = time.perf_counter()
+        subnet, selection = _search(ckpt_path, budgets, prof)
+        timings["search"] = time.perf_counter() - t
+    else:
+        meta.space.check(subnet)  # before loading any weights
+    t = time.perf_counter()
+    ckpt = load_checkpoint(ckpt_path)
+    timings["load_checkpoint"] = time.perf_counter() - t
+    if isinstance(ckpt.model, ElasticBSRNN):
+        supernet, parent_sha = ckpt.model, ckpt.meta.weights_sha256
+        dense = slice_subnet(supernet, subnet).eval()
+    else:
+        supernet, parent_sha, dense = None, ckpt.meta.parent_sha256, ckpt.model.eval()
+    config = dense.config
+    sr = config.sample_rate_hz
+    trace_samples = sr + 5  # 1 s, off the hop grid; parity runs at other lengths
+    lengths = default_lengths(sr, trace_samples)
+    quality = _quality_row(ckpt.meta, subnet)
+
+    with StagedDirectory(out, overwrite) as staging:
+        work = staging.path
+        # --- the dense weights, for PyTorch users ---------------------------------------------
+        dense_meta = save_checkpoint(
+            work / DENSE_FILE,
+            dense,
+            CheckpointMeta(
+                config, subnet=subnet, parent_sha256=parent_sha, training=ckpt.meta.training, quality=quality
+            ),
+        )
+        # --- export and simplify --------------------------------------------------------------
+        log.info("exporting %s (%s, opset %d)", subnet, io, opset)
+        t = time.perf_counter()
+        raw = to_onnx(dense, io, opset, trace_samples)
+        timings["export"] = time.perf_counter() - t
+        log.info("simplifying with onnxsim")
+        t = time.perf_counter()
+        simplified, simplify_info = simplify(raw, io, config.n_bins)
+        timings["simplify"] = time.perf_counter() - t
+        # --- parity certificate ---------------------------------------------------------------
+        log.info("verifying parity at %s", ", ".join(f"{n / sr:.2f} s" for n in lengths))
+        t = time.perf_counter()
+        stages = _stages(supernet, subnet, dense, io, raw, simplified)
+        try:
+            parity = certify(stages, lengths, sr, trace_samples)
+        except StageFailure as exc:
+            raise VerificationError(f"parity failed: {exc}") from None
+        timings["parity"] = time.perf_counter() - t
+        if not parity.passed:
+            raise VerificationError(f"parity failed: {parity.summary()}")
+        # --- costs: the cost model and an independent count on the graph ----------------------
+        t = time.perf_counter()
+        from s2g_deploy.cost import COUNTED_SECONDS  # per-second figures use the cost model's convention
+
+        count_samples = round(COUNTED_SECONDS * sr)
+        costs = _costs(dense, io, simplified, count_samples, prof)
+        timings["costs"] = time.perf_counter() - t
+        # --- describe ---------------------------------------------------------------------------
+        facts = {
+            "subnet": str(subnet),
+            "params": count_params(config),
+            "io": io_spec(io, config.n_bins).to_dict(),
+            "sample_rate_hz": sr,
+            "stft": describe.stft_settings(config),
+            "opset": opset,
+            "costs": costs,
+            "parity": parity,
+            "quality": quality,
+            "supernet_weights_sha256": parent_sha,
+            "checkpoint_file_sha256": sha256_file(ckpt_path),
+            "dense_weights_sha256": dense_meta.weights_sha256,
+            "profile": getattr(prof, "name", None),
+            "versions": _versions(),
+            "training": dict(ckpt.meta.training),
+        }
+        final = describe.with_metadata(simplified, facts)
+        _check_final(final, io, config, stages[0][1], parity.tolerance_abs, lengths[0])
+        (work / MODEL_FILE).write_bytes(final)
+        card = describe.model_card(facts)
+        (work / CARD_FILE).write_text(card, encoding="utf-8")
+        timings["total"] = time.perf_counter() - started
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_utc": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+            "inputs": {
+                "checkpoint": str(ckpt_path),
+                "checkpoint_kind": ckpt.meta.kind,
+                "subnet": str(subnet) if selection["method"] == "explicit" else None,
+                "budgets": _jsonable(budgets),
+                "profile": getattr(prof, "name", None) if prof is not None else None,
+                "io": io,
+                "opset": opset,
+            },
+            "settings": {
+                "exporter": "torch.onnx.export(dynamo=False)",
+                "precision": "fp32",
+                "opset": opset,
+                "io": io,
+                "trace_samples": trace_samples,
+                "simplifier": "onnxsim",
+                "simplify": simplify_info,
+                "parity_lengths_samples": list(lengths),
+                "tolerance_abs": TOLERANCE_ABS,
+                "macs_counted_on_samples": count_samples,
+            },
+            "model": {"file": MODEL_FILE, **facts["io"], "sample_rate_hz": sr, "stft": facts["stft"]},
+            "subnet": str(subnet),
+            "selection": selection,
+            "params": facts["params"],
+            "costs": costs,
+            "parity": parity.to_dict(),
+            "quality": quality,
+            "profile": facts["profile"],
+            "training": facts["training"],
+            "notes": notes,
+            "versions": facts["versions"],
+            "hashes": {
+                "supernet_weights_sha256": parent_sha,
+                "checkpoint_file_sha256": facts["checkpoint_file_sha256"],
+                "dense_weights_sha256": dense_meta.weights_sha256,
+                "files": {n: sha256_file(work / n) for n in (MODEL_FILE, DENSE_FILE, CARD_FILE)},
+            },
+            "timings_s": {k: round(v, 3) for k, v in timings.items()},
+        }
+        write_json(work / MANIFEST, manifest)
+        write_sha256sums(work)
+        if verify_sha256sums(work):
+            raise VerificationError(f"{SHA256SUMS} does not match the files just written")
+        staging.commit()
+    log.info("wrote %s in %.1f s", out, time.perf_counter() - started)
+    paths = {
+        "model": out / MODEL_FILE,
+        "manifest": out / MANIFEST,
+        "model_card": out / CARD_FILE,
+        "sha256sums": out / SHA256SUMS,
+        "dense_checkpoint": out / DENSE_FILE,
+    }
+    return ExportResult(out, subnet, paths, parity, costs, manifest)
+
+
+# --- selection ---------------------------------------------------------------------------------------
+
+
+def _check_opset(opset: Any, what: str) -> int:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise InputError(f"{what} must be an integer from {MIN_OPSET} to {MAX_OPSET}, got {opset!r}")
+    return opset
+
+
+def _load_profile(profile: Any) -> Any:
+    if not isinstance(profile, str | os.PathLike):
+        return profile  # already a Profile
+    try:
+        from s2g_deploy.profiles import load_profile
+    except ImportError:
+        raise InputError("--profile needs s2g_deploy.profiles, which this installation lacks") from None
+    return load_profile(profile)
+
+
+def _search(ckpt_path: Path, budgets: Any, prof: Any) -> tuple[Subnet, dict]:
+    try:
+        from s2g_deploy.search import search
+    except ImportError:
+        raise InputError("budgets need s2g_deploy.search, which this installation lacks; pass --subnet") from None
+    log.info("searching for the best subnet within the budgets")
+    result = search(ckpt_path, budgets, prof)
+    return result.chosen.subnet, {
+        "method": "search",
+        "budgets": result.budgets.to_dict(),  # profile and explicit combined, the tighter of each
+        "budget_sources": dict(result.budget_sources),
+        "profile": getattr(prof, "name", None),
+        "metric": result.metric,
+        "chosen": result.chosen.to_dict(),
+        "fallback": result.fallback,
+        "binding": list(result.binding),
+        "notes": list(result.notes),
+    }
+
+
+def _quality_row(meta: CheckpointMeta, subnet: Subnet) -> dict | None:
+    """The checkpoint's quality summary with only this subnet's row (None without a quality table)."""
+    if not meta.quality:
+        return None
+    summary = {k: v for k, v in meta.quality.items() if k != "subnets"}
+    row = (meta.quality.get("subnets") or {}).get(str(subnet))
+    return {**summary, "subnets": {str(subnet): row}}
+
+
+# --- parity stages -------------------------------------------------------------------------------
+
+
+def _session(model_bytes: bytes):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.use_deterministic_compute = True  # reproducible parity numbers, hence reproducible metadata
+    options.log_severity_level = 3
+    options.intra_op_num_threads = 1  # see single_threaded(); also keeps the numbers reproducible
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def _stages(supernet, subnet, dense: BSRNN, io: str, raw: bytes, simplified: bytes):
+    """(name, waveform -> waveform) for every implementation; the first is the reference."""
+
+    def torch_stage(fn):
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return fn(torch.from_numpy(x)).numpy()
+
+        return run
+
+    stages = []
+    if supernet is not None:
+        stages.append(("supernet", torch_stage(lambda w: supernet(w, subnet))))
+    stages.append(("dense_torch", torch_stage(dense)))
+    if io == "waveform":  # the traced module itself: localises an error to the STFT rewrite or the exporter
+        stages.append(("export_module", torch_stage(exportable(dense, io))))
+    stages += [
+        ("onnx", _onnx_stage(raw, io, dense.config)),
+        ("onnx_simplified", _onnx_stage(simplified, io, dense.config)),
+    ]
+    return stages
+
+
+def _onnx_stage(model_bytes: bytes, io: str, config: BSRNNConfig):
+    session = _session(model_bytes)
+    name = session.get_inputs()[0].name
+    if io == "waveform":
+        return lambda x: session.run(None, {name: x})[0]
+
+    def run(x: np.ndarray) -> np.ndarray:  # torch STFT -> ONNX mask -> torch iSTFT
+        with torch.no_grad():
+            spec = stft(torch.from_numpy(x), config)
+            mask = torch.from_numpy(session.run(None, {name: spec.numpy()})[0])
+            return istft(complex_multiply(mask, spec), config, x.shape[-1]).numpy()
+
+    return run
+
+
+def _check_final(final: bytes, io: str, config: BSRNNConfig, reference_stage, tolerance: float, n: int) -> None:
+    """The file as written (metadata added), in a fresh session, against the reference once more."""
+    from s2g_deploy.export.parity import parity_inputs
+
+    x = parity_inputs(n, config.sample_rate_hz)
+    err = float(np.abs(_onnx_stage(final, io, config)(x) - reference_stage(x)).max())
+    if not err <= tolerance:
+        raise VerificationError(f"the final {MODEL_FILE} differs from the reference by {err:.2e}")
+
+
+# --- costs -------------------------------------------------------------------------------------------
+
+
+def _costs(dense: BSRNN, io: str, model_bytes: bytes, count_samples: int, prof: Any) -> dict:
+    """MACs per second from the cost model and from the graph, and per chunk where a profile sets one."""
+    config = dense.config
+    seconds = count_samples / config.sample_rate_hz
+    model = _model_macs(dense, io, count_samples)
+    graph = _graph_macs(model_bytes, io, config, count_samples)
+    agreement = abs(graph.total - model["total"]) / max(model["total"], 1)
+    log.info(
+        "MACs per second: cost model %.4g, graph %.4g (%.2f%% apart)", model["total"], graph.total, 100 * agreement
+    )
+    if agreement > MAC_AGREEMENT:
+        raise VerificationError(
+            f"graph MAC count {graph.total:,} differs from the cost model's {model['total']:,} by "
+            f"{100 * agreement:.1f}% (limit {100 * MAC_AGREEMENT:.0f}%)"
+        )
+    costs = {
+        "macs_per_second": {
+            "network": round(model["network"] / seconds),
+            "stft_istft": round(model["stft_istft"] / seconds),
+            "total": round(model["total"] / seconds),
+        },
+        "model": {**model, "samples": count_samples},
+        "graph": graph.to_dict(),
+        "graph_vs_model": agreement,
+        "params": count_params(config),
+        "not_counted": "norms, activations, element-wise ops (complex mask multiply, iSTFT normalisation)",
+    }
+    chunk_seconds = getattr(getattr(prof, "workload", None), "chunk_seconds", None)
+    if chunk_seconds:
+        n = round(chunk_seconds * config.sample_rate_hz)
+        chunk = _model_macs(dense, io, n)
+        costs["per_chunk"] = {"chunk_seconds": chunk_seconds, "samples": n, **chunk}
+    return costs
+
+
+def _model_macs(dense: BSRNN, io: str, n_samples: int) -> dict:
+    network, source = network_macs(dense, n_samples)
+    s = sum(stft_macs(dense.config, n_samples).values()) if io == "waveform" else 0
+    return {"network": network, "stft_istft": s, "total": network + s, "source": source}
+
+
+def _graph_macs(model_bytes: bytes, io: str, config: BSRNNConfig, n_samples: int) -> GraphMacs:
+    shape = (1, n_samples) if io == "waveform" else (1, config.n_bins, config.frames(n_samples), 2)
+    return count_graph_macs(model_bytes, shape)
+
+
+def network_macs(dense: BSRNN, n_samples: int) -> tuple[int, str]:
+    """Network MACs (band split, blocks, mask estimation) of one channel of ``n_samples`` samples."""
+    from s2g_deploy.cost import count_macs
+
+    return count_macs(dense, n_samples).total, "s2g_deploy.cost (fvcore with LSTM handles)"
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import onnxsim
+
+    return {
+        **library_versions(),
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "onnxsim": str(onnxsim.__version__).lstrip("v"),
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(value)
+    return str(value)

@@ -1,0 +1,345 @@
+"""Budgeted subnet search: the best subnet of a supernet's grid that meets every static budget.
+
+Static budgets are the ones a subnet's cost decides before it runs: parameters and network MACs per
+second of audio. A profile's budgets and explicit ones combine, the tighter of each winning. Among the
+subnets that meet them, the one with the best measured quality in the checkpoint's quality table wins;
+ties go to fewer MACs, then fewer parameters, then the shallower subnet. Without a quality table the
+largest feasible subnet (most MACs) is chosen, and the result says it is a fallback. The search is
+exhaustive over the grid (at most a few hundred subnets), so it is exact and deterministic.
+
+Latency and real-time factor are measured budgets: a profile's are carried in the result and checked
+when the exported model is benchmarked, not here.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from s2g_deploy.cost import CostTable, subnet_costs
+from s2g_deploy.costcache import read_summary
+from s2g_deploy.errors import BudgetInfeasibleError, InputError, SubnetError
+from s2g_deploy.profiles import Profile
+from s2g_deploy.subnet import ElasticSpace, Subnet
+from s2g_deploy.units import format_size
+
+BUDGET_UNITS = {"max_params": "params", "max_macs_per_second": "MACs per second of audio"}
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Static budgets; None means no limit. MACs are network MACs per second of audio."""
+
+    max_params: int | None = None
+    max_macs_per_second: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in BUDGET_UNITS:
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not value > 0 or not math.isfinite(value)):
+                raise InputError(f"budget {name} must be a positive number, got {value!r}")
+
+    def intersect(self, other: Budgets) -> Budgets:
+        """The tighter of each budget."""
+        return Budgets(*(_tighter(getattr(self, n), getattr(other, n)) for n in BUDGET_UNITS))
+
+    @classmethod
+    def of_profile(cls, profile: Profile) -> Budgets:
+        return cls(profile.budgets.max_params, profile.budgets.max_macs_per_second)
+
+    def to_dict(self) -> dict:
+        return {name: getattr(self, name) for name in BUDGET_UNITS}
+
+
+def _tighter(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One subnet with its costs, its quality (None when the table has none) and its verdict."""
+
+    subnet: Subnet
+    params: int
+    macs_per_second: float
+    macs_per_chunk: int | None  # one chunk of the profile's chunk_seconds, one stream; None without a profile
+    quality: float | None  # the quality table's metric, e.g. uSDR in dB
+    metrics: Mapping[str, float] | None  # the subnet's whole row of the quality table
+    violates: tuple[str, ...]  # names of the budgets it exceeds
+
+    @property
+    def feasible(self) -> bool:
+        return not self.violates
+
+    def to_dict(self) -> dict:
+        return {
+            "subnet": str(self.subnet),
+            "params": self.params,
+            "macs_per_second": self.macs_per_second,
+            "macs_per_chunk": self.macs_per_chunk,
+            "quality": self.quality,
+            "metrics": dict(self.metrics) if self.metrics is not None else None,
+            "feasible": self.feasible,
+            "violates": list(self.violates),
+        }
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The chosen subnet, why, and what else was possible."""
+
+    checkpoint: str
+    weights_sha256: str
+    profile: Profile | None
+    budgets: Budgets  # combined: profile and explicit, the tighter of each
+    budget_sources: Mapping[str, str]  # budget name -> "profile 'phone'" or "explicit"
+    metric: str | None  # what quality means, e.g. "usdr_db"; None without a quality table
+    chosen: Candidate
+    fallback: bool  # True: no quality table for the feasible subnets; the largest feasible was chosen
+    binding: tuple[str, ...]  # budgets that keep a better subnet out (empty: the best subnet overall won)
+    pareto: tuple[Candidate, ...]  # quality vs MACs front of the whole grid, fewest MACs first
+    candidates: tuple[Candidate, ...]  # the whole grid, in grid order
+    costs: CostTable
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def chunk_seconds(self) -> float | None:
+        return self.profile.workload.chunk_seconds if self.profile else None
+
+    def to_dict(self) -> dict:
+        profile = self.profile
+        measured = None
+        if profile is not None:
+            b = profile.budgets
+            measured = {
+                "latency_ms": b.latency_ms,
+                "latency_statistic": b.latency_statistic,
+                "max_real_time_factor": b.max_real_time_factor,
+            }
+        return {
+            "checkpoint": self.checkpoint,
+            "weights_sha256": self.weights_sha256,
+            "profile": profile.name if profile else None,
+            "chunk_seconds": self.chunk_seconds,
+            "budgets": {
+                name: {"value": value, "source": self.budget_sources.get(name)} if value is not None else None
+                for name, value in self.budgets.to_dict().items()
+            },
+            "measured_budgets": measured,
+            "metric": self.metric,
+            "chosen": self.chosen.to_dict(),
+            "fallback": self.fallback,
+            "binding": list(self.binding),
+            "pareto": [c.to_dict() for c in self.pareto],
+            "subnets": [c.to_dict() for c in self.candidates],
+            "cost_model": {
+                "counted_seconds": self.costs.counted_seconds,
+                "uncounted": list(self.costs.uncounted),
+                "not_network": list(self.costs.not_network),
+                "versions": dict(self.costs.versions),
+            },
+            "notes": list(self.notes),
+        }
+
+
+def search(
+    checkpoint_path: str | os.PathLike | None = None,
+    budgets: Budgets | None = None,
+    profile: Profile | None = None,
+) -> SearchResult:
+    """The best subnet of the supernet at ``checkpoint_path`` (default: the bundled one) under the budgets.
+
+    Raises :class:`BudgetInfeasibleError` (exit code 3) when no subnet meets them, naming the binding
+    budget and what the cheapest subnet costs.
+    """
+    from s2g_deploy.bundled import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint_path)
+    costs = subnet_costs(path)
+    summary = read_summary(path)
+    combined, sources = _combine(budgets or Budgets(), profile)
+    metric, rows = quality_rows(summary.quality, summary.space, str(summary.path))
+    chunk = profile.workload.chunk_seconds if profile else None
+
+    candidates = tuple(
+        Candidate(
+            subnet=e.subnet,
+            params=e.params,
+            macs_per_second=e.macs_per_second,
+            macs_per_chunk=costs.macs_per_chunk(e.subnet, chunk) if chunk is not None else None,
+            quality=rows[e.subnet][metric] if e.subnet in rows else None,
+            metrics=rows.get(e.subnet),
+            violates=_violations(e.params, e.macs_per_second, combined),
+        )
+        for e in costs.entries
+    )
+    feasible = [c for c in candidates if c.feasible]
+    if not feasible:
+        raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources))
+
+    notes = []
+    ranked = [c for c in feasible if c.quality is not None]
+    if ranked:
+        chosen = min(ranked, key=_by_quality)
+        fallback = False
+        better = [c for c in candidates if c.quality is not None and _by_quality(c) < _by_quality(chosen)]
+        unranked = [str(c.subnet) for c in feasible if c.quality is None]
+        if unranked:
+            notes.append(f"feasible subnets without a quality entry, not ranked: {', '.join(unranked)}")
+    else:
+        chosen = min(feasible, key=_by_size)
+        fallback = True
+        better = [c for c in candidates if _by_size(c) < _by_size(chosen)]
+        why = "has no quality table" if metric is None else "has no quality entry for any feasible subnet"
+        notes.append(f"fallback: the checkpoint {why}; chose the largest feasible subnet (most MACs)")
+    binding = _binding(better)
+    if profile is not None:
+        b = profile.budgets
+        if b.latency_ms is not None:
+            notes.append(
+                f"profile {profile.name!r}: latency {b.latency_statistic} <= {b.latency_ms:g} ms per "
+                f"{chunk:g} s chunk is a measured budget: check it with a benchmark of the exported model"
+            )
+        if b.max_real_time_factor is not None:
+            notes.append(
+                f"profile {profile.name!r}: real-time factor <= {b.max_real_time_factor:g} is a measured budget"
+            )
+    return SearchResult(
+        checkpoint=str(summary.path),
+        weights_sha256=summary.weights_sha256,
+        profile=profile,
+        budgets=combined,
+        budget_sources=sources,
+        metric=metric,
+        chosen=chosen,
+        fallback=fallback,
+        binding=binding,
+        pareto=pareto_front(candidates),
+        candidates=candidates,
+        costs=costs,
+        notes=tuple(notes),
+    )
+
+
+def _binding(better: list[Candidate]) -> tuple[str, ...]:
+    """The budgets that keep a better subnet out: those that alone exclude one, else those that do jointly."""
+    alone = {c.violates[0] for c in better if len(c.violates) == 1}
+    jointly = {name for c in better for name in c.violates}
+    return tuple(name for name in BUDGET_UNITS if name in (alone or jointly))
+
+
+def _by_quality(c: Candidate) -> tuple:
+    """Best first: highest quality, then fewest MACs, fewest params, shallowest, narrowest."""
+    return (-c.quality, c.macs_per_second, c.params, c.subnet.depth, c.subnet.width)
+
+
+def _by_size(c: Candidate) -> tuple:
+    """Largest first: most MACs, then most params, then the shallower subnet (for determinism)."""
+    return (-c.macs_per_second, -c.params, c.subnet.depth, c.subnet.width)
+
+
+def _combine(budgets: Budgets, profile: Profile | None) -> tuple[Budgets, dict[str, str]]:
+    sources = {}
+    combined = budgets
+    for name in BUDGET_UNITS:
+        if getattr(budgets, name) is not None:
+            sources[name] = "explicit"
+    if profile is not None:
+        from_profile = Budgets.of_profile(profile)
+        combined = budgets.intersect(from_profile)
+        for name in BUDGET_UNITS:
+            mine, theirs = getattr(budgets, name), getattr(from_profile, name)
+            if theirs is not None and (mine is None or theirs < mine):
+                sources[name] = f"profile {profile.name!r}"
+    return combined, sources
+
+
+def _violations(params: int, macs_per_second: float, budgets: Budgets) -> tuple[str, ...]:
+    out = []
+    if budgets.max_params is not None and params > budgets.max_params:
+        out.append("max_params")
+    if budgets.max_macs_per_second is not None and macs_per_second > budgets.max_macs_per_second:
+        out.append("max_macs_per_second")
+    return tuple(out)
+
+
+def _infeasible_message(candidates: tuple[Candidate, ...], budgets: Budgets, sources: Mapping[str, str]) -> str:
+    """Name the budget no subnet meets and what the cheapest subnet costs against it."""
+    parts = []
+    for name, cost_of in (("max_params", lambda c: c.params), ("max_macs_per_second", lambda c: c.macs_per_second)):
+        limit = getattr(budgets, name)
+        if limit is None:
+            continue
+        cheapest = min(candidates, key=lambda c: (cost_of(c), c.subnet.depth, c.subnet.width))
+        if cost_of(cheapest) > limit:
+            parts.append(
+                f"{name} = {format_size(limit)} ({sources[name]}) is below the cheapest subnet, "
+                f"{cheapest.subnet}, at {format_size(cost_of(cheapest))} {BUDGET_UNITS[name]}"
+            )
+    if parts:
+        return "no subnet meets the budget: " + "; ".join(parts)
+    # Each budget alone can be met, but not together.
+    by_macs = min(candidates, key=lambda c: (c.macs_per_second, c.params))
+    by_params = min(candidates, key=lambda c: (c.params, c.macs_per_second))
+    return (
+        f"no subnet meets max_params = {format_size(budgets.max_params)} ({sources['max_params']}) and "
+        f"max_macs_per_second = {format_size(budgets.max_macs_per_second)} ({sources['max_macs_per_second']}) "
+        f"together: the cheapest by MACs, {by_macs.subnet}, has {format_size(by_macs.params)} params; "
+        f"the smallest by params, {by_params.subnet}, needs {format_size(by_params.macs_per_second)} MACs/s"
+    )
+
+
+def pareto_front(candidates: tuple[Candidate, ...] | list[Candidate]) -> tuple[Candidate, ...]:
+    """Subnets no other subnet beats on both quality (higher) and MACs (fewer), fewest MACs first.
+
+    Subnets without a quality entry are left out; the front is empty without a quality table.
+    """
+    scored = sorted((c for c in candidates if c.quality is not None), key=lambda c: (c.macs_per_second, -c.quality))
+    front: list[Candidate] = []
+    for c in scored:
+        if not front or c.quality > front[-1].quality:
+            front.append(c)
+    return tuple(front)
+
+
+def quality_rows(
+    quality: Mapping[str, Any] | None, space: ElasticSpace, source: str
+) -> tuple[str | None, dict[Subnet, dict[str, float]]]:
+    """The quality table's metric name and its rows by subnet; raises :class:`InputError` if malformed.
+
+    Expected form: ``{"metric": "usdr_db", "subnets": {"4x32": {"usdr_db": 9.1, ...}, ...}, ...}``.
+    """
+    if quality is None:
+        return None, {}
+
+    def bad(why: str) -> InputError:
+        return InputError(f"{source}: malformed quality table: {why}")
+
+    if not isinstance(quality, Mapping):
+        raise bad("not a mapping")
+    metric = quality.get("metric")
+    subnets = quality.get("subnets")
+    if not isinstance(metric, str) or not metric:
+        raise bad("no 'metric' name")
+    if not isinstance(subnets, Mapping):
+        raise bad("no 'subnets' mapping")
+    rows = {}
+    for key, row in subnets.items():
+        if row is None:  # not evaluated
+            continue
+        try:
+            subnet = space.check(Subnet.parse(key))
+        except SubnetError as exc:
+            raise bad(f"subnet {key!r}: {exc}") from None
+        if not isinstance(row, Mapping) or metric not in row:
+            raise bad(f"subnet {key!r} has no {metric!r} value")
+        values = {}
+        for name, value in row.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise bad(f"subnet {key!r}: {name} = {value!r} is not a finite number")
+            values[str(name)] = float(value)
+        rows[subnet] = values
+    return metric, rows
