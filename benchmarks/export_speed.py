@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -26,6 +25,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from s2g_deploy.environment import environment
 
 TARGET_S = 20.0
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -74,7 +75,7 @@ def main() -> int:
         "onnx_bytes": last["onnx_bytes"],
         "byte_identical_across_runs": identical,
         "stages_median_s": stages,
-        "environment": _environment(),
+        "environment": environment(),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "export_speed.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -113,26 +114,6 @@ def _run(command: list[str], env: dict) -> dict:
     return json.loads(done.stdout)
 
 
-def _environment() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for package in ("s2g_deploy", "torch", "onnx", "onnxruntime", "onnxsim", "fvcore"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        # other work on the machine shows up here; export times are sensitive to it
-        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "versions": versions,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
-
 def _markdown(r: dict) -> str:
     env = r["environment"]
     mps = r["macs_per_second"]
@@ -158,8 +139,11 @@ def _markdown(r: dict) -> str:
     lines += [
         "",
         f"Parity lengths: {', '.join(f'{s:g} s' for s in r['parity_lengths_seconds'])}. "
-        f"Python {env['python']} on {env['platform']}, {env['cpus']} CPUs, 1-minute load average "
-        f"{env['load_average_1m']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f"; {env['date']}.",
+        f"Python {env['python']} on {env['platform']} ({env['cpu_model']}), {env['usable_cpus']} usable of "
+        f"{env['logical_cpus']} CPUs, 1-minute load average "
+        f"{env['load_average_1m']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + f"; {env['date_utc']}.",
         "",
     ]
     return "\n".join(lines)

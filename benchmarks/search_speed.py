@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -129,23 +128,15 @@ def _time(command: list[str], env: dict) -> float:
 
 
 def _environment() -> dict:
+    """The machine record, plus the CLI libraries whose import time a search pays."""
     from importlib import metadata
 
-    versions = {}
-    for package in ("s2g_deploy", "torch", "fvcore", "typer", "rich"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
-        # other work on the machine shows up here; start-up times are sensitive to it
-        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "versions": versions,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
+    from s2g_deploy.environment import environment
+
+    env = environment()
+    for package in ("typer", "rich"):
+        env["versions"][package] = metadata.version(package)
+    return env
 
 
 def _markdown(report: dict) -> str:
@@ -164,8 +155,11 @@ def _markdown(report: dict) -> str:
         lines.append(f"| `{r['scenario']}` | {r['runs']} | {r['median_s']:.3f} | {r['min_s']:.3f} | {r['max_s']:.3f} |")
     lines += [
         "",
-        f"Python {env['python']} on {env['platform']}, {env['cpus']} CPUs, 1-minute load average "
-        f"{env['load_average_1m']}; " + ", ".join(f"{k} {v}" for k, v in env["versions"].items()) + f"; {env['date']}.",
+        f"Python {env['python']} on {env['platform']} ({env['cpu_model']}), {env['usable_cpus']} usable of "
+        f"{env['logical_cpus']} CPUs, 1-minute load average "
+        f"{env['load_average_1m']}; "
+        + ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        + f"; {env['date_utc']}.",
         "",
     ]
     return "\n".join(lines)

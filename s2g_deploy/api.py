@@ -108,6 +108,7 @@ def export(
     io: str = "waveform",
     overwrite: bool = False,
     opset: int | None = None,
+    measure_latency: bool = True,
 ):
     """Export one subnet as a verified, self-describing ONNX directory; returns an ``ExportResult``.
 
@@ -116,12 +117,50 @@ def export(
     ``io`` is ``"waveform"`` (samples in and out, STFT inside the graph) or ``"spectrogram"`` (the mask
     network only). Raises ``InputError`` (bad input, exit 2), ``BudgetInfeasibleError`` (3) or
     ``VerificationError`` (parity or MAC-count check failed, 4); on any error ``out`` is left as it was.
+
+    A searched subnet under a profile with latency budgets is chosen latency-aware when
+    ``measure_latency``: predicted by this machine's latency model (calibrated first if need be),
+    exported, measured in a fresh process, and the next candidate tried on a miss
+    (``s2g_deploy.runtime.select``); every measured miss is ``VerificationError``. With
+    ``measure_latency=False`` latency budgets are recorded as unverified.
     """
     from s2g_deploy.export.pipeline import run_export
 
     return run_export(
-        checkpoint, subnet=subnet, budgets=budgets, profile=profile, out=out, io=io, overwrite=overwrite, opset=opset
+        checkpoint,
+        subnet=subnet,
+        budgets=budgets,
+        profile=profile,
+        out=out,
+        io=io,
+        overwrite=overwrite,
+        opset=opset,
+        measure_latency=measure_latency,
     )
+
+
+def bench(model: str | os.PathLike, profile, *, write_manifest: bool = True):
+    """Benchmark an exported model (``.onnx`` or export directory) as device ``profile`` runs it.
+
+    Returns a ``s2g_deploy.runtime.bench.BenchReport`` (latency statistics in ms, real-time factor,
+    memory, budget verdicts, environment); an export directory's manifest records it. Raises
+    ``InputError`` (exit 2) for a bad model or profile, or an execution provider that is not installed.
+    """
+    from s2g_deploy.runtime.bench import bench_model
+
+    return bench_model(model, profile, write_manifest=write_manifest)
+
+
+def calibrate(checkpoint: str | os.PathLike | None = None, *, profile, io: str = "waveform", repeats: int = 1):
+    """Fit and cache this machine's latency model for ``profile``; returns a ``LatencyModel``.
+
+    Its ``mape_held_out`` is the mean absolute percentage error on measured subnets it was not fitted on.
+    """
+    from s2g_deploy.profiles import Profile, load_profile
+    from s2g_deploy.runtime.latency import calibrate as _calibrate
+
+    profile = profile if isinstance(profile, Profile) else load_profile(profile)
+    return _calibrate(checkpoint, profile, io, repeats=repeats)
 
 
 def separate(
@@ -188,3 +227,34 @@ def costs(checkpoint: str | os.PathLike | None = None, *, counted_seconds: float
     from s2g_deploy.cost import subnet_costs
 
     return subnet_costs(checkpoint, counted_seconds=counted_seconds)
+
+
+def release(
+    checkpoint: str | os.PathLike | None = None,
+    profiles=None,
+    out: str | os.PathLike = "dist",
+    *,
+    bench: bool = True,
+    allow_infeasible: bool = False,
+    overwrite: bool = False,
+):
+    """Export the best subnet for every profile into ``out``, with release.json, RELEASE.md, pareto.png and
+    SHA256SUMS; returns a ``s2g_deploy.release.ReleaseResult``.
+
+    ``profiles``: directories of ``.toml`` files, files, shipped names or loaded profiles (default: every
+    shipped profile). A profile no subnet satisfies is reported and the rest built; ``result.failure()``
+    is the error the CLI exits with (``BudgetInfeasibleError``, or ``VerificationError`` for a latency
+    budget missed when benchmarked here), None with ``allow_infeasible``.
+    """
+    from s2g_deploy.release import build_release
+
+    return build_release(checkpoint, profiles, out, bench=bench, allow_infeasible=allow_infeasible, overwrite=overwrite)
+
+
+def verify(path: str | os.PathLike, seed: int | None = None):
+    """Check a release or export directory: checksums, manifests, and every ONNX model against its dense
+    model on a fresh random input; returns a ``s2g_deploy.verify.VerifyReport`` or raises
+    ``VerificationError`` (exit 4) naming every problem."""
+    from s2g_deploy.verify import verify as _verify
+
+    return _verify(path, seed)

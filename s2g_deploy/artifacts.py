@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import hashlib
 import json
 import os
@@ -21,15 +22,17 @@ import shutil
 import signal
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from s2g_deploy.errors import InputError
+from s2g_deploy.errors import InputError, VerificationError
 
 MANIFEST = "manifest.json"
 SHA256SUMS = "SHA256SUMS"
 MANIFEST_FORMAT = "s2g_deploy.export"
+RELEASE = "release.json"
+RELEASE_FORMAT = "s2g_deploy.release"
 _TMP_MARK = ".s2g-tmp-"
 
 
@@ -42,10 +45,10 @@ def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
         if any(out.iterdir()):
             if not overwrite:
                 raise InputError(f"output directory {out} is not empty; pass --overwrite to replace it")
-            if not is_export_dir(out):
+            if not (is_export_dir(out) or is_release_dir(out)):
                 raise InputError(
-                    f"refusing to overwrite {out}: not an s2g export directory (no s2g {MANIFEST}); "
-                    "choose an empty or new directory"
+                    f"refusing to overwrite {out}: not an s2g export or release directory (no s2g {MANIFEST} "
+                    f"or {RELEASE}); choose an empty or new directory"
                 )
     parent = _existing_ancestor(out.absolute().parent)
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -54,10 +57,19 @@ def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
 
 
 def is_export_dir(path: Path) -> bool:
+    return _format_of(path / MANIFEST) == MANIFEST_FORMAT
+
+
+def is_release_dir(path: Path) -> bool:
+    """A directory ``s2g release`` wrote (its ``release.json``); ``--overwrite`` may replace it."""
+    return _format_of(path / RELEASE) == RELEASE_FORMAT
+
+
+def _format_of(document: Path) -> str | None:
     try:
-        return json.loads((path / MANIFEST).read_text()).get("format") == MANIFEST_FORMAT
+        return json.loads(document.read_text()).get("format")
     except (OSError, ValueError, AttributeError):
-        return False
+        return None
 
 
 class StagedDirectory:
@@ -189,16 +201,23 @@ def write_json(path: str | os.PathLike, document: Any) -> None:
     Path(path).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
 
 
-def write_sha256sums(directory: str | os.PathLike) -> Path:
-    """``SHA256SUMS`` over every other file in ``directory``, in name order, as ``sha256sum`` writes it."""
+def write_sha256sums(directory: str | os.PathLike, recursive: bool = False) -> Path:
+    """``SHA256SUMS`` over every other file in ``directory``, in name order, as ``sha256sum`` writes it.
+
+    ``recursive``: also the files in its subdirectories, as relative paths (``phone/model.onnx``), so one
+    ``sha256sum -c`` at the top checks a whole release.
+    """
     directory = Path(directory)
-    names = sorted(p.name for p in directory.iterdir() if p.is_file() and p.name != SHA256SUMS)
+    files = directory.rglob("*") if recursive else directory.iterdir()
+    names = sorted(p.relative_to(directory).as_posix() for p in files if p.is_file())
+    names = [n for n in names if n != SHA256SUMS]
     for name in names:
         if "\n" in name or "\\" in name:
             raise ValueError(f"file name {name!r} cannot be written to {SHA256SUMS}")
     lines = "".join(f"{sha256_file(directory / n)}  {n}\n" for n in names)
     path = directory / SHA256SUMS
-    path.write_text(lines, encoding="utf-8")
+    with atomic_file(path, overwrite=True) as tmp:  # a reader never sees half a file
+        tmp.write_text(lines, encoding="utf-8")
     return path
 
 
@@ -212,3 +231,33 @@ def verify_sha256sums(directory: str | os.PathLike) -> list[str]:
         if not f.is_file() or sha256_file(f) != digest:
             bad.append(name)
     return bad
+
+
+def update_manifest(directory: str | os.PathLike, update: Callable[[dict], None]) -> dict:
+    """Apply ``update`` to an export's ``manifest.json`` in place; rewrite it and ``SHA256SUMS`` atomically.
+
+    The directory must verify against its ``SHA256SUMS`` first: rewriting the sums over a file that
+    changed since the export would certify it. Raises :class:`VerificationError` (exit 4) if it does not,
+    :class:`InputError` if ``directory`` is not an export. Concurrent updates of one directory are
+    serialised by a lock on the directory itself (no lock file, which would join the checksums).
+    """
+    directory = Path(directory)
+    if not is_export_dir(directory):
+        raise InputError(f"{directory}: not an s2g export directory (no s2g {MANIFEST})")
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        bad = verify_sha256sums(directory)
+        if bad:
+            raise VerificationError(
+                f"{directory}: {', '.join(bad)} no longer match {SHA256SUMS}; refusing to update the manifest "
+                "(re-export the directory)"
+            )
+        manifest = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        update(manifest)
+        with atomic_file(directory / MANIFEST, overwrite=True) as tmp:
+            write_json(tmp, manifest)
+        write_sha256sums(directory)
+    finally:
+        os.close(fd)  # releases the lock
+    return manifest

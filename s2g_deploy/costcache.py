@@ -147,25 +147,28 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "s2g_deploy"
 
 
-def entry_path(key: Mapping[str, Any]) -> Path:
-    """Where the table for ``key`` (a JSON-able mapping) is cached."""
+def entry_path(key: Mapping[str, Any], kind: str = "costs") -> Path:
+    """Where the table for ``key`` (a JSON-able mapping) is cached; ``kind`` names the sub-directory."""
     digest = hashlib.sha256(_canonical(key).encode()).hexdigest()
-    return cache_dir() / "costs" / f"{digest}.json"
+    return cache_dir() / kind / f"{digest}.json"
 
 
-def load(key: Mapping[str, Any]) -> dict | None:
-    """The cached table for ``key``, or None when there is none or the file is unusable."""
-    path = entry_path(key)
+def load(key: Mapping[str, Any], kind: str = "costs") -> dict | None:
+    """The cached table of ``kind`` for ``key``, or None when there is none or the file is unusable.
+
+    ``kind`` is ``"costs"`` (this module's tables) or another cache sharing the layout (``"latency"``).
+    """
+    path = entry_path(key, kind)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except OSError as exc:
-        log.warning("cannot read the cost cache file %s (%s); recounting", path, exc)
+        log.warning("cannot read the %s cache file %s (%s); recomputing", _label(kind), path, exc)
         return None
     try:
         document = json.loads(text)
-        if document["format"] != _FORMAT or document["format_version"] != _FORMAT_VERSION:
+        if document["format"] != _format(kind) or document["format_version"] != _FORMAT_VERSION:
             raise ValueError(f"format {document['format']!r} version {document['format_version']!r}")
         if document["key"] != json.loads(_canonical(key)):
             raise ValueError("it holds the costs of another key")
@@ -173,23 +176,33 @@ def load(key: Mapping[str, Any]) -> dict | None:
         if not isinstance(table, dict):
             raise TypeError("no table")
     except (ValueError, KeyError, TypeError) as exc:
-        log.warning("ignoring the corrupt cost cache file %s (%s); recounting", path, exc)
+        log.warning("ignoring the corrupt %s cache file %s (%s); recomputing", _label(kind), path, exc)
         return None
     return table
 
 
-def store(key: Mapping[str, Any], table: Mapping[str, Any]) -> Path | None:
+def store(key: Mapping[str, Any], table: Mapping[str, Any], kind: str = "costs") -> Path | None:
     """Write ``table`` under ``key`` atomically; returns the file, or None if the cache is not writable."""
-    path = entry_path(key)
-    document = {"format": _FORMAT, "format_version": _FORMAT_VERSION, "key": key, "table": table}
+    path = entry_path(key, kind)
+    document = {"format": _format(kind), "format_version": _FORMAT_VERSION, "key": key, "table": table}
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_file(path, overwrite=True) as tmp:
             tmp.write_text(json.dumps(document, indent=1), encoding="utf-8")
     except OSError as exc:
-        log.warning("cannot write the cost cache in %s (%s); costs will be recounted next time", path.parent, exc)
+        log.warning(
+            "cannot write the %s cache in %s (%s); it will be recomputed next time", _label(kind), path.parent, exc
+        )
         return None
     return path
+
+
+def _format(kind: str) -> str:
+    return _FORMAT if kind == "costs" else f"s2g_deploy.{kind}"
+
+
+def _label(kind: str) -> str:
+    return "cost" if kind == "costs" else kind
 
 
 def _canonical(value: Any) -> str:

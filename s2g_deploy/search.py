@@ -7,8 +7,10 @@ ties go to fewer MACs, then fewer parameters, then the shallower subnet. Without
 largest feasible subnet (most MACs) is chosen, and the result says it is a fallback. The search is
 exhaustive over the grid (at most a few hundred subnets), so it is exact and deterministic.
 
-Latency and real-time factor are measured budgets: a profile's are carried in the result and checked
-when the exported model is benchmarked, not here.
+Latency and real-time factor are measured budgets. When this machine has a calibrated latency model
+for the profile (``s2g calibrate``, :mod:`s2g_deploy.runtime.latency`), each subnet's latency is
+*predicted* and subnets predicted to miss are excluded like any other budget violation; without one,
+they are carried in the result, and ``s2g export`` measures them after exporting.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from s2g_deploy.cost import CostTable, subnet_costs
@@ -27,6 +29,7 @@ from s2g_deploy.subnet import ElasticSpace, Subnet
 from s2g_deploy.units import format_size
 
 BUDGET_UNITS = {"max_params": "params", "max_macs_per_second": "MACs per second of audio"}
+PREDICTED_BUDGETS = ("latency_ms", "max_real_time_factor")  # judged by the latency model, when there is one
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,8 @@ class Candidate:
     macs_per_chunk: int | None  # one chunk of the profile's chunk_seconds, one stream; None without a profile
     quality: float | None  # the quality table's metric, e.g. uSDR in dB
     metrics: Mapping[str, float] | None  # the subnet's whole row of the quality table
-    violates: tuple[str, ...]  # names of the budgets it exceeds
+    violates: tuple[str, ...]  # names of the budgets it exceeds (latency ones: predicted to exceed)
+    predicted_latency_ms: float | None = None  # per run of the profile's workload, by the latency model
 
     @property
     def feasible(self) -> bool:
@@ -84,6 +88,7 @@ class Candidate:
             "metrics": dict(self.metrics) if self.metrics is not None else None,
             "feasible": self.feasible,
             "violates": list(self.violates),
+            "predicted_latency_ms": self.predicted_latency_ms,
         }
 
 
@@ -104,6 +109,7 @@ class SearchResult:
     candidates: tuple[Candidate, ...]  # the whole grid, in grid order
     costs: CostTable
     notes: tuple[str, ...] = field(default=())
+    latency_model: Any = None  # the runtime.latency.LatencyModel that predicted latencies, if any
 
     @property
     def chunk_seconds(self) -> float | None:
@@ -142,6 +148,7 @@ class SearchResult:
                 "versions": dict(self.costs.versions),
             },
             "notes": list(self.notes),
+            "latency_model": _latency_summary(self.latency_model),
         }
 
 
@@ -149,9 +156,12 @@ def search(
     checkpoint_path: str | os.PathLike | None = None,
     budgets: Budgets | None = None,
     profile: Profile | None = None,
+    latency_model: Any = "cached",
 ) -> SearchResult:
     """The best subnet of the supernet at ``checkpoint_path`` (default: the bundled one) under the budgets.
 
+    ``latency_model``: ``"cached"`` predicts latency budgets with this machine's cached model for the
+    profile if there is one; a ``LatencyModel`` uses that one; None judges static budgets only.
     Raises :class:`BudgetInfeasibleError` (exit code 3) when no subnet meets them, naming the binding
     budget and what the cheapest subnet costs.
     """
@@ -176,11 +186,19 @@ def search(
         )
         for e in costs.entries
     )
+    notes = []
+    model = _latency_model(latency_model, path, profile)
+    if model is not None:
+        candidates = _with_predictions(candidates, model, profile, costs)
+        mape = f"{100 * model.mape_held_out:.1f}%" if model.mape_held_out is not None else "not measured"
+        notes.append(
+            f"latency predicted by this machine's latency model for profile {profile.name!r} ({model.statistic}, "
+            f"MAPE {mape} on held-out subnets), not measured: s2g export measures it"
+        )
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
-        raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources))
+        raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources, profile))
 
-    notes = []
     ranked = [c for c in feasible if c.quality is not None]
     if ranked:
         chosen = min(ranked, key=_by_quality)
@@ -196,12 +214,13 @@ def search(
         why = "has no quality table" if metric is None else "has no quality entry for any feasible subnet"
         notes.append(f"fallback: the checkpoint {why}; chose the largest feasible subnet (most MACs)")
     binding = _binding(better)
-    if profile is not None:
+    if profile is not None and model is None:
         b = profile.budgets
         if b.latency_ms is not None:
             notes.append(
                 f"profile {profile.name!r}: latency {b.latency_statistic} <= {b.latency_ms:g} ms per "
-                f"{chunk:g} s chunk is a measured budget: check it with a benchmark of the exported model"
+                f"{chunk:g} s chunk is a measured budget: s2g export measures it; "
+                f"`s2g calibrate --device {profile.name}` lets search predict it"
             )
         if b.max_real_time_factor is not None:
             notes.append(
@@ -221,14 +240,52 @@ def search(
         candidates=candidates,
         costs=costs,
         notes=tuple(notes),
+        latency_model=model,
     )
+
+
+def _latency_model(choice: Any, path, profile: Profile | None) -> Any:
+    """The latency model to predict with: None without a profile with latency budgets or a cached model."""
+    if choice is None or profile is None:
+        return None
+    if profile.budgets.latency_ms is None and profile.budgets.max_real_time_factor is None:
+        return None
+    if choice != "cached":
+        return choice
+    from s2g_deploy.runtime.latency import cached_model
+
+    return cached_model(path, profile)
+
+
+def _with_predictions(candidates: tuple[Candidate, ...], model: Any, profile: Profile, costs: CostTable) -> tuple:
+    from s2g_deploy.runtime.latency import predicted_violations
+
+    out = []
+    for c in candidates:
+        predicted, misses = predicted_violations(model, profile, costs.get(c.subnet))
+        out.append(replace(c, predicted_latency_ms=predicted, violates=c.violates + misses))
+    return tuple(out)
+
+
+def _latency_summary(model: Any) -> dict | None:
+    if model is None:
+        return None
+    from s2g_deploy.runtime.latency import summary
+
+    return summary(model)
 
 
 def _binding(better: list[Candidate]) -> tuple[str, ...]:
     """The budgets that keep a better subnet out: those that alone exclude one, else those that do jointly."""
     alone = {c.violates[0] for c in better if len(c.violates) == 1}
     jointly = {name for c in better for name in c.violates}
-    return tuple(name for name in BUDGET_UNITS if name in (alone or jointly))
+    return tuple(name for name in (*BUDGET_UNITS, *PREDICTED_BUDGETS) if name in (alone or jointly))
+
+
+def preference(c: Candidate) -> tuple:
+    """Sort key, best first: subnets with a quality entry by quality (as search ranks them), then the rest
+    largest first (search's fallback order)."""
+    return (0, *_by_quality(c)) if c.quality is not None else (1, *_by_size(c))
 
 
 def _by_quality(c: Candidate) -> tuple:
@@ -266,8 +323,20 @@ def _violations(params: int, macs_per_second: float, budgets: Budgets) -> tuple[
     return tuple(out)
 
 
-def _infeasible_message(candidates: tuple[Candidate, ...], budgets: Budgets, sources: Mapping[str, str]) -> str:
+def _infeasible_message(
+    candidates: tuple[Candidate, ...], budgets: Budgets, sources: Mapping[str, str], profile: Profile | None = None
+) -> str:
     """Name the budget no subnet meets and what the cheapest subnet costs against it."""
+    static_ok = [c for c in candidates if not set(c.violates) - set(PREDICTED_BUDGETS)]
+    if static_ok and profile is not None:  # only the predicted latency excludes them
+        fastest = min(static_ok, key=lambda c: c.predicted_latency_ms)
+        b = profile.budgets
+        return (
+            f"no subnet is predicted to meet profile {profile.name!r}'s latency budgets on this machine "
+            f"({b.latency_statistic} <= {b.latency_ms} ms per run, real-time factor <= {b.max_real_time_factor}): "
+            f"the fastest within the static budgets, {fastest.subnet}, is predicted at "
+            f"{fastest.predicted_latency_ms:.2f} ms, plus the model's error as margin (s2g bench measures an export)"
+        )
     parts = []
     for name, cost_of in (("max_params", lambda c: c.params), ("max_macs_per_second", lambda c: c.macs_per_second)):
         limit = getattr(budgets, name)

@@ -77,14 +77,9 @@ def read_model_info(path: Path) -> ModelInfo:
 
 
 def _session(path: Path, threads: int | None):
-    import onnxruntime as ort
+    from s2g_deploy.runtime.session import SessionSettings, build_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    if threads:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return build_session(path, SessionSettings(intra_op_threads=threads, inter_op_threads=1 if threads else None))
 
 
 # --- audio sources: random access, zero outside the signal ----------------------------------------------

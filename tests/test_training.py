@@ -183,4 +183,7 @@ def test_cli_train_records_the_command(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["steps"] == 1
-    assert load_checkpoint(out / "checkpoint.safetensors").meta.training["command"].startswith("s2g ")
+    # from the parsed options, not sys.argv (which is pytest's here): every option spelled out
+    command = load_checkpoint(out / "checkpoint.safetensors").meta.training["command"]
+    assert command.startswith("s2g train ")
+    assert "--preset tiny" in command and "--steps 1" in command and "--no-sandwich" in command

@@ -71,10 +71,19 @@ def export(
     ] = "waveform",
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the profile's, else 17).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
+    measure_latency: Annotated[
+        bool,
+        typer.Option(help="With a profile's latency budget: predict, export, measure and retry (else: unverified)."),
+    ] = True,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress on stderr.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
-    """Select, slice, export, simplify, verify and describe one subnet as an ONNX directory."""
+    """Select, slice, export, simplify, verify and describe one subnet as an ONNX directory.
+
+    With --profile and a latency budget, the subnet is the best one predicted to fit this machine's
+    latency model (calibrated once per profile and machine), measured after export: exit code 4 when
+    no candidate meets the budget when measured.
+    """
     from s2g_deploy import api
 
     budgets = None
@@ -90,6 +99,7 @@ def export(
             io=io,
             overwrite=overwrite,
             opset=opset,
+            measure_latency=measure_latency,
         )
     if json_:
         emit_json(result.to_dict())
@@ -134,6 +144,15 @@ def _render_export(result) -> None:
     for s in p.stages:
         table.add_row(s.stage, f"{s.max_abs:.1e}", f"{s.max_rel:.1e}", *(f"{s.by_length[n]:.1e}" for n in p.lengths))
     stdout.print(table)
+    latency = m.get("latency")
+    if latency:
+        tries = len(latency["attempts"])
+        stdout.print(
+            f"  latency ({latency['profile']}): {latency['statistic']} measured {latency['measured_ms']:.2f} ms, "
+            f"predicted {latency['predicted_ms']:.2f} ms, budget {latency['limit_ms']} ms: [green]met[/] "
+            f"(attempt {tries} of at most 3)",
+            highlight=False,
+        )
     for name, path in result.paths.items():
         stdout.print(f"  {name}: {path}")
 

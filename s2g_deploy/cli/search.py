@@ -87,13 +87,16 @@ def _render(result, show_all: bool) -> None:
     title = "Every subnet" if show_all else f"Pareto front: {result.metric} against MACs"
     if rows:
         table = Table(title=title)
-        for column in ("subnet", "MACs/s", "params", result.metric or "quality", "feasible"):
+        predicted = result.latency_model is not None
+        latency = [f"predicted {result.latency_model.statistic} ms"] if predicted else []
+        for column in ("subnet", "MACs/s", "params", *latency, result.metric or "quality", "feasible"):
             table.add_column(column, justify="left" if column == "subnet" else "right")
         for c in rows:
             mark = " *" if c.subnet == chosen.subnet else ""
             q = f"{c.quality:.2f}" if c.quality is not None else "-"
             feasible = "yes" if c.feasible else "no: " + ", ".join(c.violates)
-            table.add_row(f"{c.subnet}{mark}", format_size(c.macs_per_second), f"{c.params:,}", q, feasible)
+            ms = [f"{c.predicted_latency_ms:.2f}"] if predicted else []
+            table.add_row(f"{c.subnet}{mark}", format_size(c.macs_per_second), f"{c.params:,}", *ms, q, feasible)
         stdout.print(table)
     elif not show_all:
         stdout.print("  no Pareto front without a quality table (--all lists every subnet)")

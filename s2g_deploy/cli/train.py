@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from s2g_deploy.cli.output import emit_json, handles_errors, stdout
 @app.command()
 @handles_errors
 def train(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option(help="Run directory: checkpoint.safetensors, state.safetensors, log.jsonl.")],
     preset: Annotated[str, typer.Option(help="Architecture preset of a new supernet.")] = "xsmall",
     init: Annotated[Path | None, typer.Option(help="Start from this supernet checkpoint instead.")] = None,
@@ -67,7 +67,7 @@ def train(
         save_every=save_every,
         device=device,
         resume=resume,
-        command=shlex.join(["s2g", *sys.argv[1:]]),
+        command=_replay_command(ctx),
     )
     result = run(config)
     doc = {
@@ -84,6 +84,26 @@ def train(
         stdout.print(f"trained {result.steps} steps in {result.wall_time_s:.0f} s -> {result.checkpoint}")
         if last:
             stdout.print(", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("_db")))
+
+
+def _replay_command(ctx: typer.Context) -> str:
+    """The current command with every option spelled out, so the run can be repeated exactly.
+
+    Built from the parsed options rather than ``sys.argv``, which holds the caller's argv (pytest's, say)
+    when the CLI is invoked in-process.
+    """
+    words = ["s2g", ctx.info_name or "train"]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or param.name == "json_" or param.param_type_name != "option":
+            continue
+        if param.is_flag:
+            flag = param.opts[0] if value else (param.secondary_opts or [None])[0]
+            if flag:
+                words.append(flag)
+        else:
+            words += [param.opts[0], str(value)]
+    return shlex.join(words)
 
 
 @app.command()

@@ -83,6 +83,7 @@ class ExportResult:
             "parity": self.parity.to_dict(),
             "quality": self.manifest["quality"],
             "timings_s": self.manifest["timings_s"],
+            "latency": self.manifest.get("latency"),
         }
 
 
@@ -112,12 +113,35 @@ def run_export(
     io: str,
     overwrite: bool,
     opset: int | None,
+    measure_latency: bool = True,
 ) -> ExportResult:
+    """Export one subnet (see ``api.export``).
+
+    With ``measure_latency`` and a searched subnet under a profile with latency budgets, the choice is
+    latency-aware (:mod:`s2g_deploy.runtime.select`): predicted, exported, measured, retried on a miss.
+    Without it, those budgets are recorded as unverified, as search notes them.
+    """
     with single_threaded():
-        return _run_export(checkpoint, subnet, budgets, profile, out, io, overwrite, opset)
+        prof = _load_profile(profile) if profile is not None else None
+        if measure_latency and subnet is None and prof is not None:
+            from s2g_deploy.runtime.select import has_latency_budget, latency_aware_export
+
+            if has_latency_budget(prof):
+
+                def export_one(chosen: tuple, before_commit) -> ExportResult:
+                    return _run_export(
+                        checkpoint, None, budgets, prof, out, io, overwrite, opset, chosen, before_commit
+                    )
+
+                return latency_aware_export(export_one, checkpoint, budgets, prof, io=io, out=out, overwrite=overwrite)
+        return _run_export(checkpoint, subnet, budgets, prof, out, io, overwrite, opset)
 
 
-def _run_export(checkpoint, subnet, budgets, profile, out, io, overwrite, opset) -> ExportResult:
+def _run_export(
+    checkpoint, subnet, budgets, profile, out, io, overwrite, opset, chosen=None, before_commit=None
+) -> ExportResult:
+    """``chosen``: (subnet, selection record) already selected; ``before_commit(work, out)``: measures the
+    staged files and returns extra manifest keys, or raises to discard them."""
     started = time.perf_counter()
     timings: dict[str, float] = {}
 
@@ -159,7 +183,7 @@ def _run_export(checkpoint, subnet, budgets, profile, out, io, overwrite, opset)
                 "say what to export: --subnet DEPTHxWIDTH, a budget (--budget-macs, --budget-params) or --profile"
             )
         t = time.perf_counter()
-        subnet, selection = _search(ckpt_path, budgets, prof)
+        subnet, selection = chosen if chosen is not None else _search(ckpt_path, budgets, prof)
         timings["search"] = time.perf_counter() - t
     else:
         meta.space.check(subnet)  # before loading any weights
@@ -282,6 +306,8 @@ def _run_export(checkpoint, subnet, budgets, profile, out, io, overwrite, opset)
             },
             "timings_s": {k: round(v, 3) for k, v in timings.items()},
         }
+        if before_commit is not None:
+            manifest.update(before_commit(work, out))
         write_json(work / MANIFEST, manifest)
         write_sha256sums(work)
         if verify_sha256sums(work):
@@ -323,14 +349,20 @@ def _search(ckpt_path: Path, budgets: Any, prof: Any) -> tuple[Subnet, dict]:
     except ImportError:
         raise InputError("budgets need s2g_deploy.search, which this installation lacks; pass --subnet") from None
     log.info("searching for the best subnet within the budgets")
-    result = search(ckpt_path, budgets, prof)
-    return result.chosen.subnet, {
+    result = search(ckpt_path, budgets, prof, latency_model=None)  # latency budgets: runtime.select measures
+    return result.chosen.subnet, selection_record(result, prof)
+
+
+def selection_record(result: Any, prof: Any, chosen: Any = None) -> dict:
+    """The manifest's ``selection``: how ``chosen`` (default: the search's own choice) was found."""
+    chosen = chosen or result.chosen
+    return {
         "method": "search",
         "budgets": result.budgets.to_dict(),  # profile and explicit combined, the tighter of each
         "budget_sources": dict(result.budget_sources),
         "profile": getattr(prof, "name", None),
         "metric": result.metric,
-        "chosen": result.chosen.to_dict(),
+        "chosen": chosen.to_dict(),
         "fallback": result.fallback,
         "binding": list(result.binding),
         "notes": list(result.notes),
@@ -350,14 +382,11 @@ def _quality_row(meta: CheckpointMeta, subnet: Subnet) -> dict | None:
 
 
 def _session(model_bytes: bytes):
-    import onnxruntime as ort
+    from s2g_deploy.runtime.session import SessionSettings, build_session
 
-    options = ort.SessionOptions()
-    options.use_deterministic_compute = True  # reproducible parity numbers, hence reproducible metadata
-    options.log_severity_level = 3
-    options.intra_op_num_threads = 1  # see single_threaded(); also keeps the numbers reproducible
-    options.inter_op_num_threads = 1
-    return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    # deterministic kernels: reproducible parity numbers, hence reproducible metadata; one thread, see
+    # single_threaded(), which also keeps the numbers reproducible
+    return build_session(model_bytes, SessionSettings(intra_op_threads=1, inter_op_threads=1, deterministic=True))
 
 
 def _stages(supernet, subnet, dense: BSRNN, io: str, raw: bytes, simplified: bytes):

@@ -25,7 +25,8 @@ class EvaluationResult:
     quality: dict  # the quality table, as stored in the checkpoint
 
 
-def _examples(data: Path | None, sample_rate_hz: int, items: int, seconds: float, target: str):
+def held_out_examples(data: Path | None, sample_rate_hz: int, items: int, seconds: float, target: str):
+    """(examples, description) of the test split: ``items`` synthetic tracks, or every track in ``data``."""
     if data is None:
         source = SyntheticMusic(sample_rate_hz, seconds, "test", seed=0)
         return source.examples(items), source.describe()
@@ -33,7 +34,7 @@ def _examples(data: Path | None, sample_rate_hz: int, items: int, seconds: float
     return source.examples(), source.describe()
 
 
-def _data_hash(examples) -> str:
+def data_hash(examples) -> str:
     digest = hashlib.sha256()
     for name, mix, target in examples:
         digest.update(name.encode())
@@ -42,7 +43,7 @@ def _data_hash(examples) -> str:
     return digest.hexdigest()
 
 
-def _scores(run, examples, batch: int = 8) -> dict:
+def score(run, examples, batch: int = 8) -> dict:
     """Mean uSDR and SI-SDR (dB) over tracks; equal-length tracks are batched."""
     u, s = [], []
     for i in range(0, len(examples), batch):
@@ -78,7 +79,7 @@ def evaluate(
         raise InputError("give either --out or --in-place, not both")
     ckpt = load_checkpoint(checkpoint)
     model, meta = ckpt.model, ckpt.meta
-    examples, description = _examples(
+    examples, description = held_out_examples(
         None if data is None else Path(data), meta.config.sample_rate_hz, items, seconds, target
     )
     subnets = meta.space.grid() if isinstance(model, ElasticBSRNN) else [meta.subnet]
@@ -87,11 +88,11 @@ def evaluate(
         for subnet in subnets:
             run = (lambda x, s=subnet: model(x, s)) if isinstance(model, ElasticBSRNN) else model
             key = str(subnet) if subnet else f"{meta.config.num_blocks}x{meta.config.feature_dim}"
-            table[key] = _scores(run, examples)
+            table[key] = score(run, examples)
     quality = {
         "metric": "usdr_db",
-        "data": {**description, "tracks": len(examples), "sha256": _data_hash(examples)},
-        "mixture": _scores(lambda x: x, examples),
+        "data": {**description, "tracks": len(examples), "sha256": data_hash(examples)},
+        "mixture": score(lambda x: x, examples),
         "subnets": table,
     }
     target_path = checkpoint if in_place else Path(out or checkpoint.with_suffix(".evaluated.safetensors"))

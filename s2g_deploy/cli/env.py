@@ -1,0 +1,54 @@
+"""``s2g env``: the machine and software, for bug reports and release records."""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from s2g_deploy.cli.app import app
+from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+
+# variables that change how many threads torch and onnxruntime use, hence every timing
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "S2G_CACHE_DIR")
+
+
+def report() -> dict:
+    """:func:`s2g_deploy.environment.environment` plus torch's thread settings and the thread variables."""
+    import torch
+
+    from s2g_deploy.environment import environment
+
+    return {
+        **environment(),
+        "torch_threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+        "variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
+    }
+
+
+@app.command()
+@handles_errors
+def env(
+    json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+) -> None:
+    """Print versions, onnxruntime providers, CPU, platform and thread settings (paste into bug reports)."""
+    document = report()
+    if json_:
+        emit_json(document)
+        return
+    rows = [
+        ("platform", document["platform"]),
+        ("python", document["python"]),
+        ("cpu", f"{document['cpu_model']} ({document['machine']})"),
+        ("cpus", f"{document['usable_cpus']} usable of {document['logical_cpus']} logical"),
+        ("load", f"{document['load_average_1m']} (1 min average)"),
+        ("onnxruntime providers", ", ".join(document["onnxruntime_providers"]) or "none (onnxruntime missing)"),
+        ("torch threads", "{intra_op} intra-op, {inter_op} inter-op".format(**document["torch_threads"])),
+        *((f"${k}", v) for k, v in document["variables"].items() if v is not None),
+        *document["versions"].items(),
+        ("date", document["date_utc"]),
+    ]
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        stdout.print(f"{key:<{width}}  {value}", highlight=False, markup=False)

@@ -1,0 +1,71 @@
+"""The machine and software a measurement ran on: for `s2g env`, benchmarks and release records.
+
+Latencies mean nothing without the CPU, the cores the process may use, the load beside it and the
+library versions that produced them, so every timing this toolkit writes carries this record.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from importlib import metadata
+
+PACKAGES = ("s2g_deploy", "torch", "onnx", "onnxruntime", "onnxsim", "fvcore", "numpy", "safetensors")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed version of each package this toolkit measures with (``"not installed"`` if absent)."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name, e.g. ``AMD EPYC 9554 64-Core Processor`` (``unknown`` if not found)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask; ``taskset`` and containers shrink it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def onnxruntime_providers() -> list[str]:
+    """Execution providers compiled into the installed onnxruntime ([] if it is missing)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
+
+
+def environment() -> dict:
+    """A JSON-ready record of this machine, its load and the library versions, stamped with UTC time."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": usable_cpus(),
+        # other work on the machine shows up here; latencies are sensitive to it
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+        "versions": package_versions(),
+        "onnxruntime_providers": onnxruntime_providers(),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+    }

@@ -1,0 +1,355 @@
+"""``s2g release``: one supernet and a set of device profiles -> a directory of verified, documented models.
+
+Layout (all of it written in a staging directory and moved into place only when complete, see
+:class:`s2g_deploy.artifacts.StagedDirectory`)::
+
+    dist/
+      release.json      every profile: subnet, params, MACs per second, quality, latency, budget verdicts,
+                        file hashes; the supernet's hashes; library versions
+      RELEASE.md        the same, one table line per profile
+      pareto.png        quality vs MACs per second of every subnet, each profile's choice, MAC budgets
+      SHA256SUMS        every file below, subdirectories included (``sha256sum -c SHA256SUMS``)
+      <profile>/        an ``s2g export --profile <profile>`` directory, with its own SHA256SUMS
+
+Selection uses the static budgets only (parameters, MACs per second): they depend on the supernet and
+the profile, not on the machine, so the same inputs give the same subnets on any machine and, with
+the same library versions, byte-identical ONNX files. Latency budgets describe the device; this
+machine is usually not it. With ``bench`` each export is benchmarked here under its profile and the
+verdicts are reported; a miss is written like the rest and ends the command with exit code 4, like
+any measured miss. A profile no subnet satisfies is recorded with the budget that binds and what the
+cheapest subnet costs, the rest is built, and the command ends with exit code 3.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import math
+import os
+import platform
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from s2g_deploy import artifacts
+from s2g_deploy.errors import BudgetInfeasibleError, InputError, S2GError, VerificationError
+from s2g_deploy.profiles import Profile, load_profile, read_profile, shipped_profile_dir
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+STATIC_BUDGETS = {"max_params": "params", "max_macs_per_second": "network MACs per second of audio"}
+MEASURED_BUDGETS = {"latency_ms": "ms per run", "max_real_time_factor": "processing time / audio time"}
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    """What :func:`build_release` wrote: the directory and the content of its ``release.json``."""
+
+    out: Path
+    document: Mapping[str, Any] = field(repr=False)
+
+    def names(self, status: str) -> list[str]:
+        """Profiles with this status: ``ok``, ``infeasible`` (no subnet meets the static budgets) or
+        ``missed`` (benchmarked here over a latency budget)."""
+        return [p["profile"] for p in self.document["profiles"] if p["status"] == status]
+
+    def failure(self) -> S2GError | None:
+        """The error the release ends with (infeasible: exit 3, before missed: exit 4), or None.
+
+        None as well when the release was built with ``allow_infeasible``; the files report either way.
+        """
+        if self.document["options"]["allow_infeasible"]:
+            return None
+        where = f"the release in {self.out} reports it"
+        infeasible, missed = self.names("infeasible"), self.names("missed")
+        if infeasible:
+            why = "; ".join(p["infeasible"]["reason"] for p in self.document["profiles"] if p["status"] == "infeasible")
+            return BudgetInfeasibleError(
+                f"{len(infeasible)} profile(s) cannot be satisfied ({why}); {where}; --allow-infeasible exits 0"
+            )
+        if missed:
+            return VerificationError(
+                f"profile(s) {', '.join(missed)} missed a latency budget when benchmarked on this machine; "
+                f"{where}; --allow-infeasible exits 0"
+            )
+        return None
+
+    def to_dict(self) -> dict:
+        return {"out": str(self.out), **self.document}
+
+
+def collect_profiles(specs: Iterable[str | os.PathLike | Profile] | None) -> list[Profile]:
+    """Profiles from directories (every ``*.toml``), files, shipped names or loaded profiles; default: the
+    shipped ones.
+
+    Ordered smallest MAC budget first (then by name), whatever the order given, so the same set gives
+    the same release. Raises :class:`InputError` for none found or two profiles with one name.
+    """
+    profiles: list[Profile] = []
+    for spec in specs or [shipped_profile_dir()]:
+        if isinstance(spec, Profile):
+            profiles.append(spec)
+        elif Path(spec).is_dir():
+            found = sorted(Path(spec).glob("*.toml"))
+            if not found:
+                raise InputError(f"--profiles {spec}: the directory holds no .toml profile")
+            profiles += [read_profile(f) for f in found]
+        else:
+            profiles.append(load_profile(spec))  # a shipped name or a file
+    seen: dict[str, str] = {}
+    for p in profiles:
+        if p.name in seen:
+            raise InputError(f"two profiles are named {p.name!r} ({seen[p.name]}, {p.source}); names must differ")
+        seen[p.name] = str(p.source)
+    if not profiles:
+        raise InputError("--profiles: no profile given")
+    return sorted(profiles, key=lambda p: (p.budgets.max_macs_per_second or math.inf, p.name))
+
+
+def build_release(
+    checkpoint: str | os.PathLike | None,
+    profiles: Iterable[str | os.PathLike | Profile] | None,
+    out: str | os.PathLike,
+    *,
+    bench: bool = True,
+    allow_infeasible: bool = False,
+    overwrite: bool = False,
+) -> ReleaseResult:
+    """Export the best subnet for each profile into ``out`` and describe them (see the module docstring).
+
+    ``checkpoint``: a supernet (default: the bundled one). ``profiles``: loaded profiles, or directories,
+    files and shipped names (default: every shipped profile). Returns the result even when a profile is
+    infeasible or missed its latency budget; :meth:`ReleaseResult.failure` is the error to exit with.
+    Raises :class:`InputError` before writing anything for bad inputs; on any error ``out`` is untouched.
+    """
+    from s2g_deploy.bundled import resolve_checkpoint
+    from s2g_deploy.checkpoint import read_meta
+    from s2g_deploy.export.pipeline import single_threaded
+    from s2g_deploy.plots import pareto_png
+    from s2g_deploy.release_notes import FIGURE, NOTES, markdown
+    from s2g_deploy.search import search
+
+    # --- every refusal before any file is written ---------------------------------------------------
+    ckpt_path = resolve_checkpoint(checkpoint)
+    meta = read_meta(ckpt_path)
+    if meta.kind != "supernet":
+        raise InputError(f"{ckpt_path}: is a dense subnet ({meta.subnet}); a release needs a supernet")
+    profs = collect_profiles(profiles)
+    if bench:
+        _check_providers(profs)
+    out = artifacts.check_target(out, overwrite)
+    grid = search(ckpt_path, None, None, latency_model=None)  # the whole grid, with quality and costs
+
+    with artifacts.StagedDirectory(out, overwrite) as staging, single_threaded():
+        work = staging.path
+        entries = []
+        for i, prof in enumerate(profs, 1):
+            log.info("release: profile %s (%d of %d)", prof.name, i, len(profs))
+            entries.append(_release_profile(ckpt_path, prof, work, out, grid.costs, bench))
+        document = _document(ckpt_path, meta, grid, entries, bench, allow_infeasible)
+        artifacts.write_json(work / artifacts.RELEASE, document)
+        (work / NOTES).write_text(markdown(document), encoding="utf-8")
+        pareto_png(document, work / FIGURE)
+        artifacts.write_sha256sums(work, recursive=True)
+        if artifacts.verify_sha256sums(work):
+            raise VerificationError(f"{artifacts.SHA256SUMS} does not match the files just written")
+        staging.commit()
+    result = ReleaseResult(out, document)
+    s = document["summary"]
+    log.info("wrote %s: %d ok, %d infeasible, %d missed", out, len(s["ok"]), len(s["infeasible"]), len(s["missed"]))
+    return result
+
+
+def _check_providers(profiles: Sequence[Profile]) -> None:
+    from s2g_deploy.environment import onnxruntime_providers
+
+    available = onnxruntime_providers()
+    for p in profiles:
+        if p.runtime.execution_provider not in available:
+            raise InputError(
+                f"profile {p.name!r} ({p.source}) runs on {p.runtime.execution_provider}, which this onnxruntime "
+                f"lacks (it has {', '.join(available)}); benchmark on the device, or release with --no-bench"
+            )
+
+
+# --- one profile --------------------------------------------------------------------------------------
+
+
+def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, costs: Any, bench: bool) -> dict:
+    from s2g_deploy.export.pipeline import run_export
+
+    head = {"profile": prof.name, "description": " ".join(prof.description.split()), "source": prof.source}
+    try:
+        # static budgets only: machine-independent selection, hence a reproducible release (module docstring)
+        result = run_export(
+            ckpt_path,
+            subnet=None,
+            budgets=None,
+            profile=prof,
+            out=work / prof.name,
+            io="waveform",
+            overwrite=False,
+            opset=None,
+            measure_latency=False,
+        )
+    except BudgetInfeasibleError as exc:
+        log.warning("release: profile %s is infeasible: %s", prof.name, exc)
+        return {**head, **_infeasible(prof, costs, str(exc))}
+    manifest = result.manifest
+    verdicts = _static_verdicts(prof, manifest["params"], manifest["costs"]["macs_per_second"]["network"])
+    latency = None
+    if bench:
+        report = _bench(work / prof.name, prof, out / prof.name)
+        verdicts = {name: dict(v) for name, v in report.budgets.items()}
+        latency = {
+            "statistic": report.statistic,
+            "latency_ms": dict(report.latency_ms),
+            "real_time_factor": report.real_time_factor,
+            "throughput": dict(report.throughput),
+            "input_shape": list(report.input_shape),
+            "session": dict(report.session),
+            "runs": report.protocol["runs"],
+            "notes": list(report.notes),
+        }
+    quality = manifest["quality"]
+    row = (quality or {}).get("subnets", {}).get(manifest["subnet"])
+    missed = [name for name, v in verdicts.items() if v["passed"] is False]
+    return {
+        **head,
+        "status": "missed" if missed else "ok",
+        "directory": prof.name,
+        "subnet": manifest["subnet"],
+        "params": manifest["params"],
+        "macs_per_second": dict(manifest["costs"]["macs_per_second"]),
+        "macs_per_chunk": manifest["costs"].get("per_chunk"),
+        "quality": {"metric": quality["metric"], "value": row[quality["metric"]], **row} if row else None,
+        "selection": {k: manifest["selection"][k] for k in ("binding", "fallback")},
+        "budgets": verdicts,
+        "missed": missed,
+        "latency": latency,
+        "parity_max_abs": manifest["parity"]["max_abs"],
+        "notes": list(manifest["notes"]),
+        # the model files' hashes (the manifest's own record): the same for the same inputs, unlike the
+        # manifest's, which holds its date and timings (the top-level SHA256SUMS covers every file)
+        "files": dict(manifest["hashes"]["files"]),
+        "infeasible": None,
+    }
+
+
+def _bench(staged: Path, prof: Profile, final: Path) -> Any:
+    """Benchmark the staged export under ``prof`` (a fresh process) and record it in its manifest."""
+    from s2g_deploy.export.pipeline import MODEL_FILE
+    from s2g_deploy.runtime.bench import bench_model, record_in_manifest
+
+    report = bench_model(staged, prof, write_manifest=False)
+    # the manifest names where the files will be, not the staging directory they were measured in
+    report = replace(report, model=str(final / MODEL_FILE), export_dir=str(final))
+    record_in_manifest(staged, report)
+    return report
+
+
+def _static_verdicts(prof: Profile, params: int, macs_per_second: float) -> dict[str, dict]:
+    """Budget verdicts without a benchmark: static budgets judged, latency ones left unmeasured (None)."""
+    b = prof.budgets
+    measured = {"max_params": params, "max_macs_per_second": macs_per_second}
+    verdicts = {}
+    for name, unit in {**STATIC_BUDGETS, **MEASURED_BUDGETS}.items():
+        limit = getattr(b, name)
+        if limit is None:
+            continue
+        value = measured.get(name)
+        verdicts[name] = {
+            "limit": limit,
+            "measured": value,
+            "passed": None if value is None else bool(value <= limit),
+            "unit": unit,
+            **({"statistic": b.latency_statistic} if name == "latency_ms" else {}),
+        }
+    return verdicts
+
+
+def _infeasible(prof: Profile, costs: Any, reason: str) -> dict:
+    """Which static budget binds and what the cheapest subnet costs against each one."""
+    cheapest = {}
+    for name, cost_of in (("max_params", lambda e: e.params), ("max_macs_per_second", lambda e: e.macs_per_second)):
+        limit = getattr(prof.budgets, name)
+        if limit is None:
+            continue
+        entry = min(costs.entries, key=lambda e: (cost_of(e), e.subnet.depth, e.subnet.width))
+        cheapest[name] = {"limit": limit, "subnet": str(entry.subnet), "cost": cost_of(entry)}
+    alone = [name for name, c in cheapest.items() if c["cost"] > c["limit"]]
+    verdicts = _static_verdicts(prof, None, None)
+    for name, c in cheapest.items():  # judged on the cheapest subnet: what shows which budget binds
+        verdicts[name].update(measured=c["cost"], passed=c["cost"] <= c["limit"], of=f"cheapest subnet {c['subnet']}")
+    nothing = ("directory", "subnet", "params", "macs_per_second", "macs_per_chunk", "quality", "selection")
+    return {
+        "status": "infeasible",
+        **dict.fromkeys(nothing),  # the same keys as a built profile's entry, so readers need no special case
+        "budgets": verdicts,
+        "missed": [],
+        "latency": None,
+        "parity_max_abs": None,
+        "notes": [],
+        "files": None,
+        "infeasible": {"reason": reason, "binding": alone or list(cheapest), "cheapest": cheapest},
+    }
+
+
+# --- the release document -----------------------------------------------------------------------------
+
+
+def _document(ckpt_path: Path, meta: Any, grid: Any, entries: list[dict], bench: bool, allow: bool) -> dict:
+    from s2g_deploy.environment import environment, package_versions
+
+    front = {str(c.subnet) for c in grid.pareto}
+    quality = meta.quality or {}
+    by_status = {s: [e["profile"] for e in entries if e["status"] == s] for s in ("ok", "infeasible", "missed")}
+    code = 0 if allow else 3 if by_status["infeasible"] else 4 if by_status["missed"] else 0
+    return {
+        "format": artifacts.RELEASE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_utc": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        "supernet": {
+            "checkpoint": str(ckpt_path),
+            "file_sha256": artifacts.sha256_file(ckpt_path),
+            "weights_sha256": meta.weights_sha256,
+            "preset": (meta.training or {}).get("preset"),
+            "quality_metric": grid.metric,
+            "quality_data": _describe_data(quality.get("data")),
+            "grid": [str(s) for s in meta.space.grid()],
+        },
+        "options": {
+            "io": "waveform",
+            "bench": bench,
+            "allow_infeasible": allow,
+            "selection": "best quality within the static budgets (params, MACs per second); machine-independent",
+        },
+        "versions": {**package_versions(), "python": platform.python_version()},
+        "platform": platform.platform(),
+        "bench_environment": environment() if bench else None,
+        "summary": {"profiles": len(entries), **by_status, "exit_code": code},
+        "profiles": entries,
+        "grid": [
+            {
+                "subnet": str(c.subnet),
+                "params": c.params,
+                "macs_per_second": c.macs_per_second,
+                "quality": c.quality,
+                "pareto": str(c.subnet) in front,
+            }
+            for c in grid.candidates
+        ],
+    }
+
+
+def _describe_data(data: Any) -> str | None:
+    if not isinstance(data, Mapping):
+        return None
+    parts = [f"{data['kind']} data" if data.get("kind") else "data"]
+    if data.get("split"):
+        parts.append(f"{data['split']} split")
+    if data.get("tracks") and data.get("seconds"):
+        parts.append(f"{data['tracks']} tracks x {data['seconds']:g} s")
+    return ", ".join(parts)
