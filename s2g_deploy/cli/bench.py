@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.export import _progress
-from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.output import emit_json, handles_errors, progress, stdout
 
 _SHORT = {"onnx": "onnxruntime", "torch_dense": "torch dense", "torch_supernet": "torch supernet (masked)"}
 _DEVICE = typer.Option("--device", "-d", help="Device profile: a shipped name (`s2g profiles list`) or a .toml path.")
@@ -47,7 +46,7 @@ def bench(
         raise InputError(f"--compare must be 'torch', got {compare!r}")
     prof = load_profile(device)
     facts = read_model(model)
-    with _progress(verbose):
+    with progress(verbose):
         report = run(facts, prof)
         if compare:
             from s2g_deploy.runtime.compare import compare_torch
@@ -153,7 +152,7 @@ def calibrate(
     if io not in ("waveform", "spectrogram"):
         raise InputError(f"--io must be waveform or spectrogram, got {io!r}")
     prof = load_profile(device)
-    with _progress(verbose):
+    with progress(verbose):
         model = run(checkpoint, prof, io, repeats=repeats)
     if json_:
         emit_json({**model.to_dict(), "cache_file": str(cache_path(model))})

@@ -2,57 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, stderr, stdout
-
-
-@contextlib.contextmanager
-def _progress(verbose: bool):
-    """The library's INFO log lines (progress) on stderr.
-
-    On a terminal: one transient status line that disappears at the end, so a failure still ends
-    with a single error line. Elsewhere (pipes, CI): silent unless ``--verbose``, then one line each.
-    """
-    import logging
-
-    logger = logging.getLogger("s2g_deploy")
-    status = None
-    if verbose:
-
-        def show(message: str) -> None:
-            stderr.print(message, highlight=False, markup=False)
-
-    elif stderr.is_terminal:
-        status = stderr.status("working")
-        status.start()
-
-        def show(message: str) -> None:
-            status.update(message)
-
-    else:
-        yield
-        return
-
-    class _Handler(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            show(record.getMessage())
-
-    handler, level = _Handler(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        if status is not None:
-            status.stop()
+from s2g_deploy.cli.output import emit_json, handles_errors, progress, stdout
 
 
 @app.command()
@@ -89,7 +45,7 @@ def export(
     budgets = None
     if budget_macs is not None or budget_params is not None:
         budgets = _budgets(budget_macs, budget_params)
-    with _progress(verbose):
+    with progress(verbose):
         result = api.export(
             checkpoint,
             subnet=subnet,
@@ -173,7 +129,7 @@ def separate(
     """Separate an audio file with an exported waveform model, in overlapping chunks (flat memory)."""
     from s2g_deploy import api
 
-    with _progress(verbose):
+    with progress(verbose):
         result = api.separate(
             model,
             audio,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -41,3 +42,46 @@ def handles_errors(command: Callable) -> Callable:
             raise fail("interrupted", 130) from None
 
     return wrapper
+
+
+@contextlib.contextmanager
+def progress(verbose: bool):
+    """The library's INFO log lines (progress) on stderr.
+
+    On a terminal: one transient status line that disappears at the end, so a failure still ends
+    with a single error line. Elsewhere (pipes, CI): silent unless ``--verbose``, then one line each.
+    """
+    import logging
+
+    logger = logging.getLogger("s2g_deploy")
+    status = None
+    if verbose:
+
+        def show(message: str) -> None:
+            stderr.print(message, highlight=False, markup=False)
+
+    elif stderr.is_terminal:
+        status = stderr.status("working")
+        status.start()
+
+        def show(message: str) -> None:
+            status.update(message)
+
+    else:
+        yield
+        return
+
+    class _Handler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            show(record.getMessage())
+
+    handler, level = _Handler(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        if status is not None:
+            status.stop()

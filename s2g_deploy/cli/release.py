@@ -8,8 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.export import _progress
-from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.output import emit_json, handles_errors, progress, stdout
 
 
 @app.command()
@@ -44,7 +43,7 @@ def release(
     """
     from s2g_deploy.release import build_release
 
-    with _progress(verbose):
+    with progress(verbose):
         result = build_release(
             checkpoint, profiles, out, bench=bench, allow_infeasible=allow_infeasible, overwrite=overwrite
         )
