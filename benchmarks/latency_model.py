@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from results_io import machine_line, write_results
+from results_io import log, machine_line, write_results
 
 from s2g_deploy.environment import environment
 
@@ -48,10 +48,10 @@ def main() -> int:
         env = {**os.environ, "S2G_CACHE_DIR": str(Path(tmp) / "cache")}
         for profile in profiles:
             started = time.perf_counter()
-            _log(f"{profile.name}: calibrating")
+            log(f"{profile.name}: calibrating")
             model = _run(["calibrate", "--device", profile.name, "--repeats", str(args.repeats), "--json"], env)[1]
             calibrate_s = time.perf_counter() - started
-            _log(f"{profile.name}: MAPE {model['mape_held_out']:.3f}; latency-aware export")
+            log(f"{profile.name}: MAPE {model['mape_held_out']:.3f}; latency-aware export")
             out = Path(tmp) / profile.name
             code, doc, stderr = _run(
                 ["export", "--profile", profile.name, "--out", str(out), "--json"], env, ok=(0, 3, 4)
@@ -79,7 +79,7 @@ def main() -> int:
                     "export_measured_ms": latency["measured_ms"],
                     "attempts": latency["attempts"],
                 }
-                _log(f"{profile.name}: exported {doc['subnet']}; re-measuring with s2g bench")
+                log(f"{profile.name}: exported {doc['subnet']}; re-measuring with s2g bench")
                 bench = _run(["bench", str(out), "--device", profile.name, "--json", "--no-manifest"], env)[1]
                 row["rebench_ms"] = bench["latency_ms"][model["statistic"]]
                 row["rebench_budgets"] = bench["budgets"]
@@ -109,10 +109,6 @@ def _run(command: list[str], env: dict, ok: tuple[int, ...] = (0,)) -> tuple[int
     if done.returncode not in ok:
         raise SystemExit(f"{shlex.join(full)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
     return done.returncode, json.loads(done.stdout) if done.returncode == 0 else None, done.stderr
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def _markdown(r: dict) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from pathlib import Path
 
 
@@ -22,3 +24,8 @@ def write_results(directory: Path, name: str, report: dict, markdown: str) -> No
     (directory / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     (directory / f"{name}.md").write_text(markdown)
     print(markdown)
+
+
+def log(message: str) -> None:
+    """A time-stamped progress line on stderr (results go to stdout and the files)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)

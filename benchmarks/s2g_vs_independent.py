@@ -16,15 +16,14 @@ Writes benchmarks/results/s2g_vs_independent.{md,json} (or --results DIR).
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+from results_io import log, write_results
 
 from s2g_deploy.checkpoint import load_checkpoint
 from s2g_deploy.environment import environment
@@ -65,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     with tempfile.TemporaryDirectory(prefix="s2g-vs-independent-") as work:
         for seed in seeds:
-            _log(f"seed {seed}: S2G supernet, {args.steps} steps")
+            log(f"seed {seed}: S2G supernet, {args.steps} steps")
             s2g = train(TrainConfig(out=Path(work) / f"s2g-{seed}", seed=seed, **common), progress=False)
             supernet = load_checkpoint(s2g.checkpoint).model.eval()
             run = {"seed": seed, "s2g_wall_time_s": s2g.wall_time_s, "s2g": {}, "independent": {}, "alone_s": {}}
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 for subnet in subnets:
                     run["s2g"][str(subnet)] = score(lambda x, m=supernet, s=subnet: m(x, s), examples)
             for subnet in subnets:
-                _log(f"seed {seed}: {subnet} alone, {args.steps} steps")
+                log(f"seed {seed}: {subnet} alone, {args.steps} steps")
                 alone = train(
                     TrainConfig(out=Path(work) / f"alone-{subnet}-{seed}", seed=seed, fixed_subnet=subnet, **common),
                     progress=False,
@@ -83,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                     run["independent"][str(subnet)] = score(dense, examples)
                 run["alone_s"][str(subnet)] = alone.wall_time_s
             runs.append(run)
-        _log("timing every grid subnet alone for the all-subnets estimate")
+        log("timing every grid subnet alone for the all-subnets estimate")
         step_s = {str(s): _seconds_per_step(Path(work), s, common) for s in preset.space.grid()}
     report = _report(args, subnets, seeds, runs, mixture, description, len(examples), data_hash(examples), step_s)
-    _write(report, args.results, "s2g_vs_independent_quick" if args.quick else "s2g_vs_independent")
-    print(_markdown(report))
+    stem = "s2g_vs_independent_quick" if args.quick else "s2g_vs_independent"
+    write_results(args.results, stem, report, _markdown(report))
     return 0
 
 
@@ -219,16 +218,6 @@ def _markdown(r: dict) -> str:
 def _pm(spread: dict, sign: bool = False) -> str:
     mean = f"{spread['mean']:+.2f}" if sign else f"{spread['mean']:.2f}"
     return f"{mean} ± {spread['std']:.2f}"
-
-
-def _write(report: dict, directory: Path, stem: str) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (directory / f"{stem}.md").write_text(_markdown(report))
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from results_io import log, write_results
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             entries = (min(entries, key=lambda e: e.macs_per_second), max(entries, key=lambda e: e.macs_per_second))
         manifests = {}
         for entry in entries:
-            _log(f"{entry.subnet}: export")
+            log(f"{entry.subnet}: export")
             manifests[entry.subnet] = api.export(checkpoint, subnet=entry.subnet, out=tmp / str(entry.subnet)).manifest
         # Rounds over all subnets rather than repeats of one: a slow spell of a shared machine (whole
         # processes here ran 1.5x slower now and then) then touches one round of many subnets, and the
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         for round_ in range(args.rounds):
             ceilings.append(_matmul_ceiling(args.threads, args.matmul_size))
             for entry in entries:
-                _log(f"round {round_ + 1}/{args.rounds}: bench {entry.subnet}")
+                log(f"round {round_ + 1}/{args.rounds}: bench {entry.subnet}")
                 command = ["bench", str(tmp / str(entry.subnet)), "--device", str(profile), "--compare", "torch"]
                 benches[entry.subnet].append(_s2g([*command, "--no-manifest", "--json"]))
         rows = [_row(e, manifests[e.subnet], benches[e.subnet], table.hop_length) for e in entries]
@@ -84,10 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         report = _report(args, checkpoint, table, rows, max(ceilings), search_s, export_s, environment())
     stem = "speed_quick" if args.quick else "speed"
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (args.results / f"{stem}.md").write_text(_markdown(report))
-    print(_markdown(report))
+    write_results(args.results, stem, report, _markdown(report))
     return 0
 
 
@@ -330,10 +329,6 @@ def _markdown(r: dict) -> str:
         f"onnxruntime {env['versions']['onnxruntime']}, torch {env['versions']['torch']}; {env['date_utc']}.",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":
