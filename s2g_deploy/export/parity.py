@@ -24,6 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+
+from s2g_deploy.errors import VerificationError
+from s2g_deploy.export.onnx import exportable
+from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig, complex_multiply, istft, stft
 
 TOLERANCE_ABS = 1e-4
 SIGNALS = ("noise", "music")
@@ -201,3 +206,60 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0][:300] if text else type(exc).__name__
+
+
+# --- the implementations compared ------------------------------------------------------------------
+
+
+def _session(model_bytes: bytes):
+    from s2g_deploy.runtime.session import SessionSettings, build_session
+
+    # deterministic kernels: reproducible parity numbers, hence reproducible metadata; one thread, see
+    # single_threaded(), which also keeps the numbers reproducible
+    return build_session(model_bytes, SessionSettings(intra_op_threads=1, inter_op_threads=1, deterministic=True))
+
+
+def parity_stages(supernet, subnet, dense: BSRNN, io: str, raw: bytes, simplified: bytes):
+    """(name, waveform -> waveform) for every implementation; the first is the reference."""
+
+    def torch_stage(fn):
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.no_grad():
+                return fn(torch.from_numpy(x)).numpy()
+
+        return run
+
+    stages = []
+    if supernet is not None:
+        stages.append(("supernet", torch_stage(lambda w: supernet(w, subnet))))
+    stages.append(("dense_torch", torch_stage(dense)))
+    if io == "waveform":  # the traced module itself: localises an error to the STFT rewrite or the exporter
+        stages.append(("export_module", torch_stage(exportable(dense, io))))
+    stages += [
+        ("onnx", _onnx_stage(raw, io, dense.config)),
+        ("onnx_simplified", _onnx_stage(simplified, io, dense.config)),
+    ]
+    return stages
+
+
+def _onnx_stage(model_bytes: bytes, io: str, config: BSRNNConfig):
+    session = _session(model_bytes)
+    name = session.get_inputs()[0].name
+    if io == "waveform":
+        return lambda x: session.run(None, {name: x})[0]
+
+    def run(x: np.ndarray) -> np.ndarray:  # torch STFT -> ONNX mask -> torch iSTFT
+        with torch.no_grad():
+            spec = stft(torch.from_numpy(x), config)
+            mask = torch.from_numpy(session.run(None, {name: spec.numpy()})[0])
+            return istft(complex_multiply(mask, spec), config, x.shape[-1]).numpy()
+
+    return run
+
+
+def check_final(final: bytes, io: str, config: BSRNNConfig, reference_stage, tolerance: float, n: int) -> None:
+    """The file as written (metadata added), in a fresh session, against the reference once more."""
+    x = parity_inputs(n, config.sample_rate_hz)
+    err = float(np.abs(_onnx_stage(final, io, config)(x) - reference_stage(x)).max())
+    if not err <= tolerance:
+        raise VerificationError(f"the ONNX file as written (metadata added) differs from the reference by {err:.2e}")

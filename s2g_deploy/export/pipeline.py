@@ -35,20 +35,26 @@ from s2g_deploy.artifacts import (
 from s2g_deploy.checkpoint import CheckpointMeta, library_versions, load_checkpoint, read_meta, save_checkpoint
 from s2g_deploy.errors import InputError, VerificationError
 from s2g_deploy.export import describe
-from s2g_deploy.export.graph_macs import GraphMacs, count_graph_macs
+from s2g_deploy.export.costs import export_costs
 from s2g_deploy.export.onnx import (
     DEFAULT_OPSET,
     IO_MODES,
     MAX_OPSET,
     MIN_OPSET,
-    exportable,
     io_spec,
     simplify,
     to_onnx,
 )
-from s2g_deploy.export.parity import TOLERANCE_ABS, ParityReport, StageFailure, certify, default_lengths
-from s2g_deploy.export.stft import stft_macs
-from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig, complex_multiply, count_params, istft, stft
+from s2g_deploy.export.parity import (
+    TOLERANCE_ABS,
+    ParityReport,
+    StageFailure,
+    certify,
+    check_final,
+    default_lengths,
+    parity_stages,
+)
+from s2g_deploy.models.bsrnn import count_params
 from s2g_deploy.models.elastic import ElasticBSRNN
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
@@ -59,7 +65,6 @@ MODEL_FILE = "model.onnx"
 DENSE_FILE = "dense.safetensors"
 CARD_FILE = "model_card.md"
 FORMAT_VERSION = 1
-MAC_AGREEMENT = 0.02  # graph count vs cost model, relative
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ def _run_export(
         # --- parity certificate ---------------------------------------------------------------
         log.info("verifying parity at %s", ", ".join(f"{n / sr:.2f} s" for n in lengths))
         t = time.perf_counter()
-        stages = _stages(supernet, subnet, dense, io, raw, simplified)
+        stages = parity_stages(supernet, subnet, dense, io, raw, simplified)
         try:
             parity = certify(stages, lengths, sr, trace_samples)
         except StageFailure as exc:
@@ -236,7 +241,7 @@ def _run_export(
         from s2g_deploy.cost import COUNTED_SECONDS  # per-second figures use the cost model's convention
 
         count_samples = round(COUNTED_SECONDS * sr)
-        costs = _costs(dense, io, simplified, count_samples, prof)
+        costs = export_costs(dense, io, simplified, count_samples, prof)
         timings["costs"] = time.perf_counter() - t
         # --- describe ---------------------------------------------------------------------------
         facts = {
@@ -257,7 +262,7 @@ def _run_export(
             "training": dict(ckpt.meta.training),
         }
         final = describe.with_metadata(simplified, facts)
-        _check_final(final, io, config, stages[0][1], parity.tolerance_abs, lengths[0])
+        check_final(final, io, config, stages[0][1], parity.tolerance_abs, lengths[0])
         (work / MODEL_FILE).write_bytes(final)
         card = describe.model_card(facts)
         (work / CARD_FILE).write_text(card, encoding="utf-8")
@@ -379,118 +384,6 @@ def _quality_row(meta: CheckpointMeta, subnet: Subnet) -> dict | None:
 
 
 # --- parity stages -------------------------------------------------------------------------------
-
-
-def _session(model_bytes: bytes):
-    from s2g_deploy.runtime.session import SessionSettings, build_session
-
-    # deterministic kernels: reproducible parity numbers, hence reproducible metadata; one thread, see
-    # single_threaded(), which also keeps the numbers reproducible
-    return build_session(model_bytes, SessionSettings(intra_op_threads=1, inter_op_threads=1, deterministic=True))
-
-
-def _stages(supernet, subnet, dense: BSRNN, io: str, raw: bytes, simplified: bytes):
-    """(name, waveform -> waveform) for every implementation; the first is the reference."""
-
-    def torch_stage(fn):
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.no_grad():
-                return fn(torch.from_numpy(x)).numpy()
-
-        return run
-
-    stages = []
-    if supernet is not None:
-        stages.append(("supernet", torch_stage(lambda w: supernet(w, subnet))))
-    stages.append(("dense_torch", torch_stage(dense)))
-    if io == "waveform":  # the traced module itself: localises an error to the STFT rewrite or the exporter
-        stages.append(("export_module", torch_stage(exportable(dense, io))))
-    stages += [
-        ("onnx", _onnx_stage(raw, io, dense.config)),
-        ("onnx_simplified", _onnx_stage(simplified, io, dense.config)),
-    ]
-    return stages
-
-
-def _onnx_stage(model_bytes: bytes, io: str, config: BSRNNConfig):
-    session = _session(model_bytes)
-    name = session.get_inputs()[0].name
-    if io == "waveform":
-        return lambda x: session.run(None, {name: x})[0]
-
-    def run(x: np.ndarray) -> np.ndarray:  # torch STFT -> ONNX mask -> torch iSTFT
-        with torch.no_grad():
-            spec = stft(torch.from_numpy(x), config)
-            mask = torch.from_numpy(session.run(None, {name: spec.numpy()})[0])
-            return istft(complex_multiply(mask, spec), config, x.shape[-1]).numpy()
-
-    return run
-
-
-def _check_final(final: bytes, io: str, config: BSRNNConfig, reference_stage, tolerance: float, n: int) -> None:
-    """The file as written (metadata added), in a fresh session, against the reference once more."""
-    from s2g_deploy.export.parity import parity_inputs
-
-    x = parity_inputs(n, config.sample_rate_hz)
-    err = float(np.abs(_onnx_stage(final, io, config)(x) - reference_stage(x)).max())
-    if not err <= tolerance:
-        raise VerificationError(f"the final {MODEL_FILE} differs from the reference by {err:.2e}")
-
-
-# --- costs -------------------------------------------------------------------------------------------
-
-
-def _costs(dense: BSRNN, io: str, model_bytes: bytes, count_samples: int, prof: Any) -> dict:
-    """MACs per second from the cost model and from the graph, and per chunk where a profile sets one."""
-    config = dense.config
-    seconds = count_samples / config.sample_rate_hz
-    model = _model_macs(dense, io, count_samples)
-    graph = _graph_macs(model_bytes, io, config, count_samples)
-    agreement = abs(graph.total - model["total"]) / max(model["total"], 1)
-    log.info(
-        "MACs per second: cost model %.4g, graph %.4g (%.2f%% apart)", model["total"], graph.total, 100 * agreement
-    )
-    if agreement > MAC_AGREEMENT:
-        raise VerificationError(
-            f"graph MAC count {graph.total:,} differs from the cost model's {model['total']:,} by "
-            f"{100 * agreement:.1f}% (limit {100 * MAC_AGREEMENT:.0f}%)"
-        )
-    costs = {
-        "macs_per_second": {
-            "network": round(model["network"] / seconds),
-            "stft_istft": round(model["stft_istft"] / seconds),
-            "total": round(model["total"] / seconds),
-        },
-        "model": {**model, "samples": count_samples},
-        "graph": graph.to_dict(),
-        "graph_vs_model": agreement,
-        "params": count_params(config),
-        "not_counted": "norms, activations, element-wise ops (complex mask multiply, iSTFT normalisation)",
-    }
-    chunk_seconds = getattr(getattr(prof, "workload", None), "chunk_seconds", None)
-    if chunk_seconds:
-        n = round(chunk_seconds * config.sample_rate_hz)
-        chunk = _model_macs(dense, io, n)
-        costs["per_chunk"] = {"chunk_seconds": chunk_seconds, "samples": n, **chunk}
-    return costs
-
-
-def _model_macs(dense: BSRNN, io: str, n_samples: int) -> dict:
-    network, source = network_macs(dense, n_samples)
-    s = sum(stft_macs(dense.config, n_samples).values()) if io == "waveform" else 0
-    return {"network": network, "stft_istft": s, "total": network + s, "source": source}
-
-
-def _graph_macs(model_bytes: bytes, io: str, config: BSRNNConfig, n_samples: int) -> GraphMacs:
-    shape = (1, n_samples) if io == "waveform" else (1, config.n_bins, config.frames(n_samples), 2)
-    return count_graph_macs(model_bytes, shape)
-
-
-def network_macs(dense: BSRNN, n_samples: int) -> tuple[int, str]:
-    """Network MACs (band split, blocks, mask estimation) of one channel of ``n_samples`` samples."""
-    from s2g_deploy.cost import count_macs
-
-    return count_macs(dense, n_samples).total, "s2g_deploy.cost (fvcore with LSTM handles)"
 
 
 def _versions() -> dict[str, str]:
