@@ -57,8 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"{entry.subnet}: export")
             manifests[entry.subnet] = api.export(checkpoint, subnet=entry.subnet, out=tmp / str(entry.subnet)).manifest
         # Rounds over all subnets rather than repeats of one: a slow spell of a shared machine (whole
-        # processes here ran 1.5x slower now and then) then touches one round of many subnets, and the
-        # fastest round is kept: such spells only ever add time.
+        # processes here ran up to 2.3x slower now and then) then touches one round of many subnets, and
+        # the fastest round is kept: such spells only ever add time.
         benches = {entry.subnet: [] for entry in entries}
         ceilings = []
         for round_ in range(args.rounds):
@@ -75,7 +75,10 @@ def main(argv: list[str] | None = None) -> int:
         )
         export_s = _wall(
             [
-                *("export", *_ckpt(checkpoint), "--budget-macs", args.mid_budget),
+                "export",
+                *_ckpt(checkpoint),
+                "--budget-macs",
+                args.mid_budget,
                 "--out",
                 str(tmp / "mid"),
                 "--overwrite",
