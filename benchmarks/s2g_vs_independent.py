@@ -1,172 +1,216 @@
 """Does one S2G supernet serve every size as well as subnets trained alone, and for how much less training?
 
-For each seed, this trains one supernet the S2G way (the full network plus one sampled subnet per step)
-and, with the same data stream, steps, batch and seed, each of a spread of grid subnets alone from
-scratch (`s2g train --fixed-subnet`, the paper's baseline). All models are scored on the same held-out
-tracks (uSDR and SI-SDR, dB). Training wall times are measured; the cost of training *every* grid subnet
-alone is estimated from a short timed run of each subnet (steps x measured seconds per step).
+Scores the runs of `benchmarks/study_runs.py` (each recipe's supernet and each compared grid subnet
+trained alone, the same data, steps, batch, schedule and seeds) on the same held-out tracks: the
+rendered test split and its timbre-shift twin (the same songs played by a soundfont training never
+heard), uSDR / SI-SDR / cSDR on whole clips. Two comparisons:
 
-    python benchmarks/s2g_vs_independent.py                 # the committed results: 75 min, one core
-    python benchmarks/s2g_vs_independent.py --quick        # smoke test: tiny preset, seconds
-    python benchmarks/s2g_vs_independent.py --data musdb16k/train --eval-data musdb16k/test
+- equal steps per model: each S2G subnet against the same subnet trained alone for as many steps;
+- equal total compute (estimated): the alone-models of the whole grid together get one supernet's
+  training time; each alone model's validation uSDR is read off its own curve at the step where its
+  share runs out (the same cosine run, not re-annealed: an estimate) and set against the S2G subnet's
+  validation uSDR at the end.
 
-Writes benchmarks/results/s2g_vs_independent.{md,json} (or --results DIR).
+    python benchmarks/study_runs.py --data data/rendered --runs runs/study          # train (hours; resumable)
+    python benchmarks/s2g_vs_independent.py --data data/rendered --runs runs/study  # score and report
+    python benchmarks/s2g_vs_independent.py --quick                                 # smoke test, seconds
+
+Writes benchmarks/results/s2g_vs_independent.{md,json,png} (or --results DIR).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import torch
-from results_io import log, write_results
+from results_io import log, machine_line, write_results
 
 from s2g_deploy.checkpoint import load_checkpoint
 from s2g_deploy.environment import environment
-from s2g_deploy.models.registry import get_preset
-from s2g_deploy.subnet import Subnet
-from s2g_deploy.train.evaluate import data_hash, held_out_examples, score
-from s2g_deploy.train.loop import TrainConfig, train
+from s2g_deploy.train.evaluate import held_out_sets, score
+from s2g_deploy.train.loop import TrainConfig, _validation_batch, train
+from s2g_deploy.train.metrics import usdr
+from s2g_deploy.train.stems import load_tracks
 
 RESULTS = Path(__file__).parent / "results"
-TIMING_STEPS = 4  # steps per subnet for the every-subnet-alone estimate (after one untimed step)
+HERE = Path(__file__).parent
+TIMING_STEPS = 4
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    if args.quick:
-        args.preset, args.subnets, args.steps, args.seeds = "tiny", "1x4,2x4,2x8", 3, "0,1"
-        args.batch_size, args.segment_seconds, args.eval_items, args.eval_seconds = 2, 0.25, 2, 0.5
-    torch.set_num_threads(args.threads)
-    preset = get_preset(args.preset)
-    subnets = [preset.space.check(Subnet.parse(s)) for s in args.subnets.split(",")]
-    seeds = [int(s) for s in args.seeds.split(",")]
-    examples, description = held_out_examples(
-        args.eval_data, preset.config.sample_rate_hz, args.eval_items, args.eval_seconds, args.target
-    )
-    mixture = score(lambda x: x, examples)
-    common = dict(
-        preset=args.preset,
-        data=args.data,
-        target=args.target,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        segment_seconds=args.segment_seconds,
-        val_every=10**9,  # the held-out score below replaces validation; the final one is kept tiny
-        val_items=2,
-        val_seconds=1.0,
-        save_every=10**9,
-    )
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="s2g-vs-independent-") as work:
-        for seed in seeds:
-            log(f"seed {seed}: S2G supernet, {args.steps} steps")
-            s2g = train(TrainConfig(out=Path(work) / f"s2g-{seed}", seed=seed, **common), progress=False)
-            supernet = load_checkpoint(s2g.checkpoint).model.eval()
-            run = {"seed": seed, "s2g_wall_time_s": s2g.wall_time_s, "s2g": {}, "independent": {}, "alone_s": {}}
-            with torch.no_grad():
-                for subnet in subnets:
-                    run["s2g"][str(subnet)] = score(lambda x, m=supernet, s=subnet: m(x, s), examples)
-            for subnet in subnets:
-                log(f"seed {seed}: {subnet} alone, {args.steps} steps")
-                alone = train(
-                    TrainConfig(out=Path(work) / f"alone-{subnet}-{seed}", seed=seed, fixed_subnet=subnet, **common),
-                    progress=False,
-                )
-                dense = load_checkpoint(alone.checkpoint).model.eval()
-                with torch.no_grad():
-                    run["independent"][str(subnet)] = score(dense, examples)
-                run["alone_s"][str(subnet)] = alone.wall_time_s
-            runs.append(run)
-        log("timing every grid subnet alone for the all-subnets estimate")
-        step_s = {str(s): _seconds_per_step(Path(work), s, common) for s in preset.space.grid()}
-    report = _report(args, subnets, seeds, runs, mixture, description, len(examples), data_hash(examples), step_s)
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory(prefix="s2g-study-") as work:
+        if args.quick:
+            _quick_runs(args, Path(work))
+        plan = json.loads((args.runs / "plan.json").read_text())
+        settings = plan["args"]
+        recipes, subnets, seeds = (settings[k].split(",") for k in ("recipes", "subnets", "seeds"))
+        ckpts = {name: args.runs / name / "checkpoint.safetensors" for name, _ in plan["runs"]}
+        missing = [n for n, p in ckpts.items() if not p.is_file() or not _finished(p, int(settings["steps"]))]
+        if missing:
+            log(f"not finished yet, left out: {', '.join(missing)}")
+        sr = load_checkpoint(next(p for n, p in ckpts.items() if n not in missing)).meta.config.sample_rate_hz
+        sets = held_out_sets(args.data, None, sr, 0, 0, "vocals")
+        scores = _score_all(ckpts, missing, sets, sr)
+        step_s = _seconds_per_step(args, settings, Path(work))
+    report = _report(args, settings, recipes, subnets, seeds, scores, sets, step_s, missing, sr)
     stem = "s2g_vs_independent_quick" if args.quick else "s2g_vs_independent"
+    _plot(report, args.results / f"{stem}.png")
     write_results(args.results, stem, report, _markdown(report))
     return 0
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--preset", default="xsmall")
-    p.add_argument("--subnets", default="1x8,1x16,2x16,3x24,4x32", help="comma-separated, smallest to full")
-    p.add_argument("--seeds", default="0,1")
-    p.add_argument("--steps", type=int, default=1400)
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--segment-seconds", type=float, default=1.0)
-    p.add_argument("--data", type=Path, default=None, help="folder of stems for training (default: synthetic)")
-    p.add_argument("--eval-data", type=Path, default=None, help="folder of stems for scoring (default: synthetic)")
-    p.add_argument("--target", default="vocals")
-    p.add_argument("--eval-items", type=int, default=32)
-    p.add_argument("--eval-seconds", type=float, default=4.0)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (1: runs are comparable on a busy machine)")
+    p.add_argument("--data", type=Path, default=Path("data/rendered"), help="rendered root: train/ valid/ test/")
+    p.add_argument("--runs", type=Path, default=Path("runs/study"), help="folder of benchmarks/study_runs.py")
     p.add_argument("--results", type=Path, default=RESULTS)
-    p.add_argument("--quick", action="store_true", help="tiny preset, 3 steps: a smoke test")
+    p.add_argument("--quick", action="store_true", help="render, train and score a tiny study: a smoke test")
     return p
 
 
-def _seconds_per_step(work: Path, subnet: Subnet, common: dict) -> float:
-    """Measured seconds per training step of ``subnet`` alone (one untimed warm-up step first)."""
-    short = {**common, "steps": 1 + TIMING_STEPS}
-    # The train loop reports its wall time; a 1-step run measures the fixed costs to subtract.
-    one = train(TrainConfig(out=work / f"t1-{subnet}", fixed_subnet=subnet, **{**short, "steps": 1}), progress=False)
-    many = train(TrainConfig(out=work / f"tn-{subnet}", fixed_subnet=subnet, **short), progress=False)
-    return max(many.wall_time_s - one.wall_time_s, 1e-9) / TIMING_STEPS
+def _quick_runs(args, work: Path) -> None:
+    """A tiny rendered set and a tiny study in ``work`` (the test suite's smoke test)."""
+    args.data, args.runs = work / "data", work / "runs"
+    for split, tracks in (("train", 3), ("valid", 2), ("test", 2)):
+        render = ["data", "render", "--split", split, "--tracks", str(tracks), "--seconds", "1.5"]
+        _s2g([*render, "--soundfont", "TimGM6mb", "--out", str(args.data / split)])
+    timbre = ["data", "render", "--split", "test", "--tracks", "2", "--seconds", "1.5", "--soundfont", "TimGM6mb"]
+    _s2g([*timbre, "--out", str(args.data / "test-timbre")])
+    quick = ["--preset", "tiny", "--steps", "3", "--batch-size", "2", "--warmup-steps", "1", "--val-every", "1"]
+    runs = ["--recipes", "paper,sandwich-mixed", "--subnets", "1x4,2x8", "--seeds", "0,1", "--jobs", "1"]
+    subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "study_runs.py"),
+            "--data",
+            str(args.data),
+            "--runs",
+            str(args.runs),
+            *quick,
+            *runs,
+        ],
+        check=True,
+    )
 
 
-def _report(args, subnets, seeds, runs, mixture, description, tracks, digest, step_s) -> dict:
+def _s2g(argv: list[str]) -> None:
+    subprocess.run([sys.executable, "-m", "s2g_deploy", *argv], check=True, stdout=subprocess.DEVNULL)
+
+
+def _finished(path: Path, steps: int) -> bool:
+    from s2g_deploy.checkpoint import read_meta
+
+    return (read_meta(path).training or {}).get("steps_done") == steps
+
+
+def _score_all(ckpts: dict, missing: list, sets, sr: int) -> dict:
+    """run name -> {"training": ..., "scores": {split: {subnet: row}}, "valid_end": {subnet: uSDR}}."""
+    out = {}
+    for name, path in ckpts.items():
+        if name in missing:
+            continue
+        ckpt = load_checkpoint(path)
+        model = ckpt.model.eval()
+        training = ckpt.meta.training or {}
+        if ckpt.meta.space is not None:  # a supernet: every compared subnet is cut from it
+            runs = {str(s): (lambda x, s=s, m=model: m(x, s)) for s in ckpt.meta.space.grid()}
+        else:
+            runs = {str(ckpt.meta.subnet): model}
+        log(f"scoring {name}")
+        val = _validation(training, sr)
+        entry = {"training": _training_summary(training, path.parent), "scores": {}, "valid_end": {}}
+        for held in sets:
+            entry["scores"][held.name] = {k: score(run, held.examples, sr) for k, run in runs.items()}
+        with torch.no_grad():
+            for k, run in runs.items():
+                entry["valid_end"][k] = round(usdr(run(val[0]), val[1]).mean().item(), 3)
+        out[name] = entry
+    return out
+
+
+def _validation(training: dict, sr: int):
+    """The validation batch the training loop used (same tracks, same crop)."""
+    tracks = load_tracks(training["val_data"], sr, training["target"], 1)
+    return _validation_batch(tracks, round(training["val_seconds"] * sr), training["val_items"])
+
+
+def _training_summary(training: dict, folder: Path) -> dict:
+    curve = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines() if line.strip()]
+    return {
+        "wall_time_s": training.get("wall_time_s"),
+        "steps": training.get("steps_done"),
+        "recipe": training.get("recipe"),
+        "device": training.get("device_name"),
+        "curve": [{k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()} for row in curve],
+    }
+
+
+def _seconds_per_step(args, settings: dict, work: Path) -> dict:
+    """Measured seconds per training step of every grid subnet alone (one untimed step first)."""
+    from s2g_deploy.models.registry import get_preset
+
+    preset = get_preset(settings["preset"])
+    common = dict(
+        preset=settings["preset"], data=args.data / "train", val_data=args.data / "valid",
+        batch_size=int(settings["batch_size"]), val_every=10**9, val_items=1, val_seconds=0.5, save_every=10**9,
+        threads=1,
+    )  # fmt: skip
+    out = {}
+    for s in preset.space.grid():
+        one = train(TrainConfig(out=work / f"t1-{s}", fixed_subnet=s, steps=1, **common), progress=False)
+        many = train(TrainConfig(out=work / f"tn-{s}", fixed_subnet=s, steps=1 + TIMING_STEPS, **common), False)
+        out[str(s)] = max(many.wall_time_s - one.wall_time_s, 1e-9) / TIMING_STEPS
+    return out
+
+
+def _report(args, settings, recipes, subnets, seeds, scores, sets, step_s, missing, sr: int) -> dict:
+    splits = [h.name for h in sets]
     rows = []
-    for subnet in map(str, subnets):
-        s2g = [r["s2g"][subnet]["usdr_db"] for r in runs]
-        alone = [r["independent"][subnet]["usdr_db"] for r in runs]
-        rows.append(
-            {
-                "subnet": subnet,
-                "s2g_usdr_db": _spread(s2g),
-                "independent_usdr_db": _spread(alone),
-                "difference_db": _spread([a - b for a, b in zip(s2g, alone, strict=True)]),
-                "s2g_sisdr_db": _spread([r["s2g"][subnet]["sisdr_db"] for r in runs]),
-                "independent_sisdr_db": _spread([r["independent"][subnet]["sisdr_db"] for r in runs]),
-                "independent_wall_time_s": _spread([r["alone_s"][subnet] for r in runs]),
-            }
-        )
-    s2g_time = statistics.mean(r["s2g_wall_time_s"] for r in runs)
-    spread_time = statistics.mean(sum(r["alone_s"].values()) for r in runs)
-    all_alone = sum(step_s.values()) * args.steps
+    for split in splits:
+        for subnet in subnets:
+            alone = [scores.get(f"alone-{subnet}-s{s}", {}).get("scores", {}).get(split, {}).get(subnet) for s in seeds]
+            row = {"split": split, "subnet": subnet, "alone": _metric_spreads(alone), "recipes": {}}
+            for recipe in recipes:
+                s2g = [scores.get(f"s2g-{recipe}-s{s}", {}).get("scores", {}).get(split, {}).get(subnet) for s in seeds]
+                diff = [
+                    {k: a[k] - b[k] for k in ("usdr_db", "csdr_db")} if a and b else None
+                    for a, b in zip(s2g, alone, strict=True)
+                ]
+                row["recipes"][recipe] = {**_metric_spreads(s2g), "minus_alone": _metric_spreads(diff)}
+            rows.append(row)
+    timing = _timing(recipes, subnets, seeds, scores, step_s, int(settings["steps"]))
     return {
         "command": "python benchmarks/s2g_vs_independent.py " + shlex.join(sys.argv[1:]),
-        "settings": {
-            "preset": args.preset,
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "segment_seconds": args.segment_seconds,
-            "seeds": seeds,
-            "torch_threads": args.threads,
-            "train_data": str(args.data) if args.data else "synthetic (train split)",
-        },
-        "held_out": {**description, "tracks": tracks, "sha256": digest},
-        "mixture": mixture,
+        "settings": settings,
+        "held_out": {h.name: h.description | {"tracks": len(h.examples)} for h in sets},
+        "mixture": {h.name: score(lambda x: x, h.examples, sr) for h in sets},
         "rows": rows,
-        "runs": runs,
-        "training_time": {
-            "s2g_supernet_s": round(s2g_time, 1),
-            "independent_spread_s": round(spread_time, 1),
-            "spread_subnets": len(subnets),
-            "spread_over_s2g": round(spread_time / s2g_time, 2),
-            "estimated_all_grid_alone_s": round(all_alone, 1),
-            "grid_subnets": len(step_s),
-            "estimated_all_grid_over_s2g": round(all_alone / s2g_time, 2),
-            "seconds_per_step_alone": {k: round(v, 4) for k, v in step_s.items()},
-        },
+        "verdict": _verdict(rows, recipes, subnets),
+        "equal_compute": _equal_compute(recipes, subnets, seeds, scores, timing),
+        "training_time": timing,
+        "runs": scores,
+        "left_out": missing,
         "environment": environment(),
     }
 
 
+def _metric_spreads(rows: list) -> dict:
+    return {k: _spread([r[k] for r in rows if r and r.get(k) is not None]) for k in ("usdr_db", "csdr_db")}
+
+
 def _spread(values: list[float]) -> dict:
+    if not values:
+        return {"mean": None, "std": None, "values": []}
     return {
         "mean": round(statistics.mean(values), 3),
         "std": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
@@ -174,50 +218,206 @@ def _spread(values: list[float]) -> dict:
     }
 
 
+def _verdict(rows: list, recipes: list, subnets: list) -> dict:
+    """Per recipe, on the test split: how many subnets match or beat alone (mean over seeds), mean gain."""
+    out = {}
+    for recipe in recipes:
+        diffs = [r["recipes"][recipe]["minus_alone"]["usdr_db"]["mean"] for r in rows if r["split"] == "test"]
+        diffs = [d for d in diffs if d is not None]
+        out[recipe] = {
+            "at_least_as_good": sum(d >= 0 for d in diffs),
+            "compared": len(diffs),
+            "mean_gain_db": round(statistics.mean(diffs), 3) if diffs else None,
+        }
+    return out
+
+
+def _timing(recipes, subnets, seeds, scores, step_s: dict, steps: int) -> dict:
+    def wall(name):
+        return (scores.get(name) or {}).get("training", {}).get("wall_time_s")
+
+    s2g = {r: _spread([w for s in seeds if (w := wall(f"s2g-{r}-s{s}")) is not None]) for r in recipes}
+    alone = {n: _spread([w for s in seeds if (w := wall(f"alone-{n}-s{s}")) is not None]) for n in subnets}
+    measured = sum(v["mean"] for v in alone.values() if v["mean"] is not None)
+    # the grid subnets not trained here: timed steps x steps, scaled by how the compared ones' timed
+    # steps relate to their measured runs (load differs between the short timing and the long runs)
+    ratio = [alone[n]["mean"] / (step_s[n] * steps) for n in subnets if alone[n]["mean"] and n in step_s]
+    scale = statistics.mean(ratio) if ratio else 1.0
+    grid = {n: (alone[n]["mean"] if alone.get(n, {}).get("mean") else step_s[n] * steps * scale) for n in step_s}
+    return {
+        "s2g_s": s2g,
+        "alone_s": alone,
+        "compared_alone_total_s": round(measured, 1),
+        "grid_alone_total_s_estimated": round(sum(grid.values()), 1),
+        "grid_alone_s": {k: round(v, 1) for k, v in grid.items()},
+        "seconds_per_step_timed": {k: round(v, 4) for k, v in step_s.items()},
+        "timed_to_measured_scale": round(scale, 3),
+    }
+
+
+def _equal_compute(recipes, subnets, seeds, scores, timing) -> dict:
+    """S2G subnet's final validation uSDR vs the alone model's at its share of the supernet's time."""
+    grid_total = timing["grid_alone_total_s_estimated"]
+    out = {}
+    for recipe in recipes:
+        w = timing["s2g_s"][recipe]["mean"]
+        if not w or not grid_total:
+            continue
+        share = w / grid_total  # fraction of its schedule each alone model gets
+        rows = {}
+        for n in subnets:
+            pairs = []
+            for s in seeds:
+                a, b = scores.get(f"alone-{n}-s{s}"), scores.get(f"s2g-{recipe}-s{s}")
+                if not a or not b:
+                    continue
+                curve = a["training"]["curve"]
+                target_step = share * a["training"]["steps"]
+                steps = [0, *(c["step"] for c in curve)]
+                values = [curve[0]["mixture_usdr_db"], *(c["full_usdr_db"] for c in curve)]
+                alone_val = float(np.interp(target_step, steps, values))
+                pairs.append((b["valid_end"][n], alone_val))
+            if pairs:
+                rows[n] = {
+                    "s2g": _spread([p[0] for p in pairs]),
+                    "alone_at_share": _spread([p[1] for p in pairs]),
+                    "minus_alone": _spread([p[0] - p[1] for p in pairs]),
+                }
+        out[recipe] = {"share_of_steps": round(share, 3), "subnets": rows}
+    return out
+
+
+def _plot(report: dict, path: Path) -> None:
+    """Validation uSDR against steps: S2G full/smallest vs alone largest/smallest, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    settings = report["settings"]
+    subnets, seeds = settings["subnets"].split(","), settings["seeds"].split(",")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for ax, (which, alone_subnet, key) in zip(
+        axes,
+        [("full network", subnets[-1], "full_usdr_db"), ("smallest subnet", subnets[0], "smallest_usdr_db")],
+        strict=True,
+    ):
+        for name, label, field in [(f"alone-{alone_subnet}", f"{alone_subnet} alone", "full_usdr_db")] + [
+            (f"s2g-{r}", f"S2G {r}", key) for r in settings["recipes"].split(",")
+        ]:
+            curves = [
+                report["runs"][f"{name}-s{s}"]["training"]["curve"] for s in seeds if f"{name}-s{s}" in report["runs"]
+            ]
+            if not curves:
+                continue
+            steps = [c["step"] for c in curves[0]]
+            values = np.mean([[c[field] for c in curve[: len(steps)]] for curve in curves], axis=0)
+            ax.plot(steps, values, label=label, linestyle="--" if "alone" in name else "-")
+        ax.set_title(f"{which} ({alone_subnet})")
+        ax.set_xlabel("training step")
+        ax.set_ylabel("validation uSDR (dB)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("Held-out (validation split) uSDR during training, mean over seeds")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
 def _markdown(r: dict) -> str:
-    s, t, env = r["settings"], r["training_time"], r["environment"]
+    s, t = r["settings"], r["training_time"]
+    recipes = s["recipes"].split(",")
     lines = [
         "# S2G supernet vs the same subnets trained alone",
         "",
-        f"`{r['command']}`",
+        f"`{r['command']}` over the runs of `benchmarks/study_runs.py` ({s['runs']}).",
         "",
-        f"Preset `{s['preset']}`, {s['steps']} steps, batch {s['batch_size']} x {s['segment_seconds']} s, "
-        f"seeds {', '.join(map(str, s['seeds']))}, {s['torch_threads']} torch thread(s); training data: "
-        f"{s['train_data']}. Held-out: {r['held_out']['tracks']} tracks ({r['held_out']['kind']}, "
-        f"split {r['held_out'].get('split', '-')}), sha256 {r['held_out']['sha256'][:12]}. "
-        f"Unprocessed mixture: {r['mixture']['usdr_db']:.2f} dB uSDR.",
+        f"Preset `{s['preset']}`, {s['steps']} steps, batch {s['batch_size']} x 1 s, {s['schedule']} schedule with "
+        f"{s['warmup_steps']} warm-up steps, seeds {s['seeds']}, one torch thread per run; training data "
+        f"{s['data']}/train (rendered, FluidR3_GM). Every S2G subnet and every alone model sees the same batches.",
         "",
-        "uSDR in dB, mean ± standard deviation over seeds (per-seed values in the JSON):",
-        "",
-        "| subnet | S2G (cut from the supernet) | trained alone | S2G − alone | alone: training time (s) |",
-        "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for row in r["rows"]:
+    for split, held in r["held_out"].items():
+        mix = r["mixture"][split]
         lines.append(
-            f"| {row['subnet']} | {_pm(row['s2g_usdr_db'])} | {_pm(row['independent_usdr_db'])} | "
-            f"{_pm(row['difference_db'], sign=True)} | {row['independent_wall_time_s']['mean']:.1f} |"
+            f"- `{split}`: {held['tracks']} tracks ({held.get('root', held.get('kind'))}); unprocessed mixture "
+            f"uSDR {mix['usdr_db']:.2f} dB, cSDR {mix['csdr_db']:.2f} dB."
+        )
+    if r["left_out"]:
+        lines += ["", f"**Not finished, left out:** {', '.join(r['left_out'])}."]
+    for split in r["held_out"]:
+        lines += [
+            "",
+            f"## Equal steps per model, `{split}` split: uSDR / cSDR in dB, mean ± std over seeds",
+            "",
+            "| subnet | alone | " + " | ".join(f"S2G {x} | {x} − alone" for x in recipes) + " |",
+            "| --- | ---: | " + " | ".join("---: | ---:" for _ in recipes) + " |",
+        ]
+        for row in (x for x in r["rows"] if x["split"] == split):
+            cells = [row["subnet"], _pair(row["alone"])]
+            for x in recipes:
+                rec = row["recipes"][x]
+                cells += [_pair(rec), _pair(rec["minus_alone"], sign=True)]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "## Verdict (test split, uSDR, mean over seeds)", ""]
+    for recipe, v in r["verdict"].items():
+        gain = f"{v['mean_gain_db']:+.2f} dB" if v["mean_gain_db"] is not None else "-"
+        lines.append(
+            f"- `{recipe}`: at least as good as alone at {v['at_least_as_good']}/{v['compared']} subnets; "
+            f"mean S2G − alone {gain}."
         )
     lines += [
         "",
-        "Training wall time (mean over seeds):",
+        "## Equal total compute (estimated)",
         "",
-        "| what | seconds | relative to the supernet |",
-        "| --- | ---: | ---: |",
-        f"| one S2G supernet (serves all {t['grid_subnets']} grid subnets) | {t['s2g_supernet_s']:.1f} | 1.00 |",
-        f"| the {t['spread_subnets']} subnets above, each alone (measured) | {t['independent_spread_s']:.1f} | "
-        f"{t['spread_over_s2g']:.2f} |",
-        f"| all {t['grid_subnets']} grid subnets alone (estimated from timed steps) | "
-        f"{t['estimated_all_grid_alone_s']:.1f} | {t['estimated_all_grid_over_s2g']:.2f} |",
+        "The grid's alone-models together get one supernet's training time; each alone model's validation uSDR is "
+        "read off its own curve at its share of the steps (the same cosine run, not re-annealed: an estimate).",
         "",
-        f"Machine: {env['cpu_model']}, {env['usable_cpus']} usable CPUs, load {env['load_average_1m']}; "
-        f"torch {env['versions']['torch']}, s2g_deploy {env['versions']['s2g_deploy']}; {env['date_utc']}.",
+        "| recipe | share of steps | " + " | ".join(s["subnets"].split(",")) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in s["subnets"].split(",")) + " |",
+    ]
+    for recipe, e in r["equal_compute"].items():
+        cells = [
+            f"{e['subnets'][n]['minus_alone']['mean']:+.2f}" if n in e["subnets"] else "-"
+            for n in s["subnets"].split(",")
+        ]
+        lines.append(f"| {recipe} (S2G − alone, dB) | {e['share_of_steps']:.2f} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Training time (s, mean over seeds)",
+        "",
+        "| model | seconds |",
+        "| --- | ---: |",
+    ]
+    lines += [
+        f"| S2G {k} (serves all {len(t['grid_alone_s'])} grid subnets) | {_num(v['mean'])} |"
+        for k, v in t["s2g_s"].items()
+    ]
+    lines += [f"| {k} alone | {_num(v['mean'])} |" for k, v in t["alone_s"].items()]
+    lines += [
+        f"| the {len(t['alone_s'])} compared subnets alone, together (measured) | {t['compared_alone_total_s']:.0f} |",
+        f"| all {len(t['grid_alone_s'])} grid subnets alone (estimated from timed steps) | "
+        f"{t['grid_alone_total_s_estimated']:.0f} |",
+        "",
+        f"![validation uSDR against steps](s2g_vs_independent{'_quick' if 'quick' in r['command'] else ''}.png)",
+        "",
+        machine_line(r["environment"]),
     ]
     return "\n".join(lines) + "\n"
 
 
-def _pm(spread: dict, sign: bool = False) -> str:
-    mean = f"{spread['mean']:+.2f}" if sign else f"{spread['mean']:.2f}"
-    return f"{mean} ± {spread['std']:.2f}"
+def _num(v) -> str:
+    return f"{v:.0f}" if v is not None else "-"
+
+
+def _pair(spreads: dict, sign: bool = False) -> str:
+    def one(x):
+        if x["mean"] is None:
+            return "-"
+        return (f"{x['mean']:+.2f}" if sign else f"{x['mean']:.2f}") + f" ± {x['std']:.2f}"
+
+    return f"{one(spreads['usdr_db'])} / {one(spreads['csdr_db'])}"
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from s2g_deploy.errors import InputError
 from s2g_deploy.models.bsrnn import count_params
 from s2g_deploy.models.elastic import ElasticBSRNN
 from s2g_deploy.models.registry import get_preset
+from s2g_deploy.quality import subnet_quality
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
 
@@ -67,7 +68,7 @@ def slice_to_file(checkpoint: str | os.PathLike, subnet: Subnet | str, out: str 
         subnet=subnet,
         parent_sha256=ckpt.meta.weights_sha256,
         training=ckpt.meta.training,
-        quality=_quality_of(ckpt.meta, subnet),
+        quality=subnet_quality(ckpt.meta.quality, str(subnet), None),
     )
     return save_checkpoint(out, dense, meta)
 
@@ -88,14 +89,6 @@ def inspect(checkpoint: str | os.PathLike | None = None, preset: str | None = No
         SubnetParams(s, count_params(meta.config.with_size(feature_dim=s.width, num_blocks=s.depth))) for s in grid
     )
     return InspectReport(source, meta, count_params(meta.config), subnets)
-
-
-def _quality_of(meta: CheckpointMeta, subnet: Subnet) -> dict | None:
-    if not meta.quality:
-        return None
-    rows = meta.quality.get("subnets", {})
-    summary = {k: v for k, v in meta.quality.items() if k != "subnets"}
-    return {**summary, "subnets": {str(subnet): rows.get(str(subnet))}}
 
 
 def export(

@@ -33,6 +33,7 @@ SHA256SUMS = "SHA256SUMS"
 MANIFEST_FORMAT = "s2g_deploy.export"
 RELEASE = "release.json"
 RELEASE_FORMAT = "s2g_deploy.release"
+RENDERED_FORMAT = "s2g_deploy.rendered"  # s2g data render
 _TMP_MARK = ".s2g-tmp-"
 
 
@@ -45,10 +46,10 @@ def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
         if any(out.iterdir()):
             if not overwrite:
                 raise InputError(f"output directory {out} is not empty; pass --overwrite to replace it")
-            if not (is_export_dir(out) or is_release_dir(out)):
+            if not (is_export_dir(out) or is_release_dir(out) or _format_of(out / MANIFEST) == RENDERED_FORMAT):
                 raise InputError(
-                    f"refusing to overwrite {out}: not an s2g export or release directory (no s2g {MANIFEST} "
-                    f"or {RELEASE}); choose an empty or new directory"
+                    f"refusing to overwrite {out}: not an s2g export, release or rendered data directory (no s2g "
+                    f"{MANIFEST} or {RELEASE}); choose an empty or new directory"
                 )
     parent = _existing_ancestor(out.absolute().parent)
     if not os.access(parent, os.W_OK | os.X_OK):

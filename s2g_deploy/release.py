@@ -213,8 +213,6 @@ def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, cost
             "runs": report.protocol["runs"],
             "notes": list(report.notes),
         }
-    quality = manifest["quality"]
-    row = (quality or {}).get("subnets", {}).get(manifest["subnet"])
     missed = [name for name, v in verdicts.items() if v["passed"] is False]
     return {
         **head,
@@ -224,7 +222,7 @@ def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, cost
         "params": manifest["params"],
         "macs_per_second": dict(manifest["costs"]["macs_per_second"]),
         "macs_per_chunk": manifest["costs"].get("per_chunk"),
-        "quality": {"metric": quality["metric"], "value": row[quality["metric"]], **row} if row else None,
+        "quality": _release_quality(manifest["quality"], manifest["subnet"]),
         "selection": {k: manifest["selection"][k] for k in ("binding", "fallback")},
         "budgets": verdicts,
         "missed": missed,
@@ -353,3 +351,14 @@ def _describe_data(data: Any) -> str | None:
     if data.get("tracks") and data.get("seconds"):
         parts.append(f"{data['tracks']} tracks x {data['seconds']:g} s")
     return ", ".join(parts)
+
+
+def _release_quality(quality: dict | None, subnet: str) -> dict | None:
+    """The release's quality cell: the figure at the profile's workload, or why there is none."""
+    if not quality:
+        return None
+    row = quality["subnets"].get(subnet)
+    at = quality.get("workload", {}).get("label", "whole clip")
+    if row is None:
+        return {"metric": quality["metric"], "value": None, "workload": at, "note": quality.get("note")}
+    return {"metric": quality["metric"], "value": row[quality["metric"]], "workload": at, **row}

@@ -35,7 +35,7 @@ def markdown(document: Mapping[str, Any]) -> str:
             else "Latency not measured (`--no-bench`): run `s2g bench DIR --device PROFILE` on the device."
         ),
         "",
-        f"| profile | status | subnet | params | MACs/s | {metric} | latency (ms per run) | RTF | budgets |",
+        f"| profile | status | subnet | params | MACs/s | {metric} (at) | latency (ms per run) | RTF | budgets |",
         "|---|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for p in document["profiles"]:
@@ -47,7 +47,7 @@ def markdown(document: Mapping[str, Any]) -> str:
             p["subnet"] or "-",
             format_size(p["params"]) if p["params"] else "-",
             format_size(p["macs_per_second"]["network"]) if p["macs_per_second"] else "-",
-            f"{q['value']:.2f}" if q else "-",
+            _quality_text(q),
             latency_text(p),
             f"{rtf:.3f}" if rtf else "-",
             _verdict_text(p["budgets"]),
@@ -100,3 +100,11 @@ def _verdict_text(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
         "max_real_time_factor": "RTF",
     }
     return ", ".join(f"{short[name]} {marks[v['passed']]}" for name, v in verdicts.items())
+
+
+def _quality_text(q: Mapping[str, Any] | None) -> str:
+    if not q:
+        return "-"
+    if q["value"] is None:
+        return f"unmeasured at {q['workload']}"
+    return f"{q['value']:.2f} ({q['workload']})"

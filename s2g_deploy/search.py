@@ -171,8 +171,9 @@ def search(
     costs = subnet_costs(path)
     summary = read_summary(path)
     combined, sources = _combine(budgets or Budgets(), profile)
-    metric, rows = quality_rows(summary.quality, summary.space, str(summary.path))
     chunk = profile.workload.chunk_seconds if profile else None
+    quality, quality_note = _quality_at_workload(summary.quality, chunk)
+    metric, rows = quality_rows(quality, summary.space, str(summary.path))
 
     candidates = tuple(
         Candidate(
@@ -186,7 +187,7 @@ def search(
         )
         for e in costs.entries
     )
-    notes = []
+    notes = [quality_note] if quality_note else []
     model = _latency_model(latency_model, path, profile)
     if model is not None:
         candidates = _with_predictions(candidates, model, profile, costs)
@@ -412,3 +413,18 @@ def quality_rows(
             values[str(name)] = float(value)
         rows[subnet] = values
     return metric, rows
+
+
+def _quality_at_workload(quality: Mapping[str, Any] | None, chunk: float | None) -> tuple[Any, str | None]:
+    """The table to rank by: the one measured at the profile's chunk length, else whole-clip with a note."""
+    from s2g_deploy.quality import table_at, workload_label
+
+    if not quality or chunk is None:
+        return quality, None
+    at = table_at(quality, chunk)
+    if at is not None:
+        return {**quality, **at}, f"quality ranked as measured at the profile's workload ({workload_label(chunk)})"
+    return quality, (
+        f"quality unmeasured at the profile's workload ({workload_label(chunk)}): ranked by whole-clip quality, "
+        f"which does not hold there (s2g evaluate --chunk-seconds {chunk:g} measures it)"
+    )

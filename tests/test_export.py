@@ -407,7 +407,8 @@ def test_budgets_and_profiles_select_through_search(tiny_ckpt, tmp_path, cost_ca
     assert result.subnet == expected.subnet and result.manifest["selection"]["method"] == "search"
     assert result.manifest["selection"]["chosen"]["subnet"] == str(expected.subnet)
     assert result.costs["macs_per_second"]["network"] <= 20e6
-    result = api.export(tiny_ckpt, profile="earbud", out=tmp_path / "p")
+    # static budgets only: a measured latency would make the test depend on the machine's load
+    result = api.export(tiny_ckpt, profile="earbud", out=tmp_path / "p", measure_latency=False)
     assert result.manifest["profile"] == "earbud" and result.costs["per_chunk"]["chunk_seconds"] > 0
     assert any("int8" in note for note in result.manifest["notes"])  # never a silent fp32 for an int8 device
 

@@ -16,6 +16,7 @@ from s2g_deploy.models.bsrnn import BSRNN
 from s2g_deploy.subnet import Subnet
 from s2g_deploy.train.evaluate import evaluate
 from s2g_deploy.train.loop import TrainConfig, train
+from s2g_deploy.train.recipe import Recipe
 
 FAST = dict(preset="tiny", batch_size=4, segment_seconds=0.25, val_items=2, val_seconds=0.25)
 
@@ -80,7 +81,12 @@ def test_fixed_subnet_mode_trains_a_dense_model(tmp_path):
 
 def test_sandwich_and_distillation_change_the_update(tmp_path):
     runs = {}
-    for name, extra in {"plain": {}, "sandwich": {"sandwich": True}, "distill": {"distill": True}}.items():
+    variants = {
+        "plain": {},
+        "sandwich": {"recipe": Recipe(sandwich=True)},
+        "distill": {"recipe": Recipe(distill=1.0)},
+    }
+    for name, extra in variants.items():
         runs[name] = _weights(
             train(TrainConfig(out=tmp_path / name, steps=2, **FAST, **extra), progress=False).checkpoint
         )
@@ -186,4 +192,4 @@ def test_cli_train_records_the_command(tmp_path):
     # from the parsed options, not sys.argv (which is pytest's here): every option spelled out
     command = load_checkpoint(out / "checkpoint.safetensors").meta.training["command"]
     assert command.startswith("s2g train ")
-    assert "--preset tiny" in command and "--steps 1" in command and "--no-sandwich" in command
+    assert "--preset tiny" in command and "--steps 1" in command and "--recipe paper" in command

@@ -34,7 +34,7 @@ def main(
 
 def _register() -> None:
     # Importing the command modules registers them on `app`; they import torch only when run.
-    from s2g_deploy.cli import bench, env, export, inspect, models, profiles, release, search, train  # noqa: F401
+    from s2g_deploy.cli import bench, data, env, export, inspect, models, profiles, release, search, train  # noqa: F401
 
 
 _register()

@@ -87,9 +87,14 @@ def _render_export(result) -> None:
         f"  MACs per second: network {mps['network']:,}, STFT/iSTFT {mps['stft_istft']:,}, total {mps['total']:,} "
         f"(graph count within {100 * result.costs['graph_vs_model']:.2f}%)"
     )
-    row = (m.get("quality") or {}).get("subnets", {}).get(str(result.subnet))
-    if row:
-        stdout.print("  quality: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items() if isinstance(v, float)))
+    quality = m.get("quality")
+    if quality:
+        from s2g_deploy.quality import describe_row
+
+        row = quality["subnets"].get(str(result.subnet))
+        stdout.print(f"  quality at {quality['workload']['label']}: {describe_row(row)}", markup=False)
+        if not quality["measured"]:
+            stdout.print(f"  [yellow]{quality['note']}[/]")
     p = result.parity
     table = Table(title=f"Parity vs {p.reference} (tolerance {p.tolerance_abs:.0e} abs, unit-scale audio)")
     table.add_column("stage")

@@ -20,52 +20,86 @@ def train(
     preset: Annotated[str, typer.Option(help="Architecture preset of a new supernet.")] = "xsmall",
     init: Annotated[Path | None, typer.Option(help="Start from this supernet checkpoint instead.")] = None,
     data: Annotated[Path | None, typer.Option(help="Folder of stems (MUSDB18 layout); default: synthetic.")] = None,
+    val_data: Annotated[
+        Path | None, typer.Option(help="Held-out stems for validation; default: every 10th track of --data.")
+    ] = None,
     target: Annotated[str, typer.Option(help="Target source name in --data folders.")] = "vocals",
     remix: Annotated[bool, typer.Option(help="Random-remix augmentation for --data.")] = False,
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per step, over all processes.")] = 8,
     segment_seconds: Annotated[float, typer.Option(min=0.05, help="Training segment length, seconds.")] = 1.0,
-    lr: Annotated[float, typer.Option(min=0.0, help="Adam learning rate.")] = 1e-3,
-    clip_norm: Annotated[float, typer.Option(min=0.0, help="Gradient norm clipping.")] = 5.0,
+    recipe: Annotated[str, typer.Option(help="S2G recipe: paper, sandwich-distill, sandwich-mixed.")] = "paper",
+    subnets_per_step: Annotated[int | None, typer.Option(help="Subnets sampled per step. [recipe]")] = None,
+    sandwich: Annotated[bool | None, typer.Option(help="Also train the smallest subnet every step. [recipe]")] = None,
+    distill: Annotated[
+        float | None, typer.Option(help="Weight of the full network's estimate in subnets' target, 0-1. [recipe]")
+    ] = None,
+    shrink_start: Annotated[
+        float | None, typer.Option(help="Fraction of steps training the full network alone first. [recipe]")
+    ] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak Adam learning rate. [recipe]")] = None,
+    schedule: Annotated[str | None, typer.Option(help="Learning-rate schedule: constant or cosine. [recipe]")] = None,
+    warmup_steps: Annotated[int | None, typer.Option(help="Linear learning-rate warm-up steps. [recipe]")] = None,
+    clip_norm: Annotated[float | None, typer.Option(help="Gradient norm clipping, 0 = off. [recipe]")] = None,
+    ema: Annotated[float | None, typer.Option(help="Weight EMA decay per step, 0 = off. [recipe]")] = None,
     seed: Annotated[int, typer.Option(help="Seed of weights, data and subnet sampling.")] = 0,
-    sandwich: Annotated[bool, typer.Option(help="Sandwich rule: also train the smallest subnet.")] = False,
-    distill: Annotated[bool, typer.Option(help="In-place distillation from the full network.")] = False,
     fixed_subnet: Annotated[
         str | None, typer.Option(help="Baseline: train only this subnet (DEPTHxWIDTH) from scratch.")
     ] = None,
     val_every: Annotated[int, typer.Option(min=1, help="Validate every N steps.")] = 250,
     save_every: Annotated[int, typer.Option(min=1, help="Save resumable state every N steps.")] = 250,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
+    threads: Annotated[
+        int, typer.Option(min=1, help="Torch threads per process (1 is fastest on a shared 2-core CPU, measured).")
+    ] = 1,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last saved state.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
-    """Train a supernet the S2G way: the full network plus one sampled subnet every step.
+    """Train a supernet the S2G way: the full network plus the recipe's subnets every step.
 
-    Runs under `torchrun --nproc_per_node N` too (DistributedDataParallel, gloo on CPU).
+    Options marked [recipe] override the chosen --recipe. Runs under `torchrun --nproc_per_node N` too
+    (DistributedDataParallel, gloo on CPU).
     """
+    import os
+
+    # Spinning OpenMP threads slowed training 2-3.7x on a shared 2-core CPU (measured); must be set
+    # before torch starts its thread pool, so before the first torch import.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from s2g_deploy.subnet import Subnet
     from s2g_deploy.train.loop import TrainConfig
     from s2g_deploy.train.loop import train as run
+    from s2g_deploy.train.recipe import resolve_recipe
+
+    overrides = {
+        "subnets_per_step": subnets_per_step,
+        "sandwich": sandwich,
+        "distill": distill,
+        "shrink_start": shrink_start,
+        "lr": lr,
+        "schedule": schedule,
+        "warmup_steps": warmup_steps,
+        "clip_norm": clip_norm,
+        "ema": ema,
+    }
 
     config = TrainConfig(
         out=out,
         preset=preset,
         init=init,
         data=data,
+        val_data=val_data,
         target=target,
         remix=remix,
         steps=steps,
         batch_size=batch_size,
         segment_seconds=segment_seconds,
-        lr=lr,
-        clip_norm=clip_norm,
+        recipe=resolve_recipe(recipe, overrides),
         seed=seed,
-        sandwich=sandwich,
-        distill=distill,
         fixed_subnet=Subnet.parse(fixed_subnet) if fixed_subnet else None,
         val_every=val_every,
         save_every=save_every,
         device=device,
+        threads=threads,
         resume=resume,
         command=_replay_command(ctx),
     )
@@ -73,6 +107,7 @@ def train(
     doc = {
         "checkpoint": str(result.checkpoint),
         "steps": result.steps,
+        "steps_run": result.steps_run,
         "wall_time_s": round(result.wall_time_s, 1),
         "final_loss": result.final_loss,
         "validation": result.validation,
@@ -81,7 +116,18 @@ def train(
         emit_json(doc)
     else:
         last = result.validation[-1] if result.validation else {}
-        stdout.print(f"trained {result.steps} steps in {result.wall_time_s:.0f} s -> {result.checkpoint}")
+        resumed = (
+            f" (resumed: {result.steps_run} of {result.steps} steps run now)"
+            if result.steps_run != result.steps
+            else ""
+        )
+        stdout.print(
+            f"trained {result.steps_run} steps in {result.wall_time_s:.0f} s{resumed} -> ",
+            str(result.checkpoint),
+            sep="",
+            markup=False,
+            highlight=False,
+        )
         if last:
             stdout.print(", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("_db")))
 
@@ -110,7 +156,15 @@ def _replay_command(ctx: typer.Context) -> str:
 @handles_errors
 def evaluate(
     checkpoint: Annotated[Path | None, typer.Argument(help="Checkpoint; default: the bundled supernet.")] = None,
-    data: Annotated[Path | None, typer.Option(help="Folder of stems (MUSDB18 layout); default: synthetic.")] = None,
+    data: Annotated[
+        Path | None, typer.Option(help="Stems (MUSDB18 layout) or a rendered root with test/; default: synthetic.")
+    ] = None,
+    timbre_data: Annotated[
+        Path | None, typer.Option(help="Timbre-shift split (default: test-timbre/ beside --data's test/).")
+    ] = None,
+    chunk_seconds: Annotated[
+        list[float] | None, typer.Option(help="Also score at this chunk length, as s2g separate runs it (repeatable).")
+    ] = None,
     items: Annotated[int, typer.Option(min=1, help="Synthetic test tracks.")] = 32,
     seconds: Annotated[float, typer.Option(min=0.1, help="Length of each synthetic track, seconds.")] = 4.0,
     target: Annotated[str, typer.Option(help="Target source name in --data folders.")] = "vocals",
@@ -118,39 +172,70 @@ def evaluate(
     in_place: Annotated[bool, typer.Option(help="Write the quality table into CHECKPOINT itself.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
-    """Measure uSDR and SI-SDR of every subnet on held-out data; store the quality table."""
+    """Measure uSDR, SI-SDR and cSDR (museval) of every subnet on held-out data; store the quality table.
+
+    Each --chunk-seconds X scores the model cut into chunks exactly as `s2g separate --chunk-seconds X`
+    cuts it (overlap min(1 s, X/2), linear cross-fade), the way a device running X-second chunks hears it.
+    """
     from s2g_deploy.bundled import resolve_checkpoint
+    from s2g_deploy.cli.output import progress
     from s2g_deploy.train.evaluate import evaluate as run
 
     if checkpoint is None and out is None and not in_place:
         out = Path("supernet.evaluated.safetensors")  # never write into the installed package
-    result = run(resolve_checkpoint(checkpoint), data, items, seconds, target, out, in_place)
+    with progress(False):
+        result = run(
+            resolve_checkpoint(checkpoint),
+            data,
+            items,
+            seconds,
+            target,
+            out,
+            in_place,
+            chunk_seconds=tuple(chunk_seconds or ()),
+            timbre_data=timbre_data,
+        )
     if json_:
         emit_json({"checkpoint": str(result.checkpoint), "quality": result.quality})
         return
     render_quality(result.quality)
-    stdout.print(f"quality table written to {result.checkpoint}")
+    stdout.print("quality table written to ", str(result.checkpoint), sep="", markup=False, highlight=False)
 
 
 def render_quality(quality: dict) -> None:
-    """A depth x width table of uSDR (and SI-SDR) in dB, with the mixture as the floor."""
+    """Depth x width tables of uSDR / cSDR in dB per split and workload, with the mixture as the floor."""
+    from s2g_deploy.quality import workload_label
+
+    splits = [("test", quality), *((quality.get("splits") or {}).items())]
+    for name, split in splits:
+        _quality_table(name, split["data"], split["mixture"], split["subnets"], workload_label(None))
+        for entry in (split.get("chunked") or {}).values():
+            label = f"{workload_label(entry['chunk_seconds'])} (overlap {entry['overlap_seconds']:g} s)"
+            _quality_table(name, split["data"], entry["mixture"], entry["subnets"], label)
+
+
+def _quality_table(split: str, data: dict, mixture: dict, subnets: dict, workload: str) -> None:
     from rich.table import Table
 
     from s2g_deploy.subnet import Subnet
 
-    rows = {Subnet.parse(k): v for k, v in quality["subnets"].items()}
+    rows = {Subnet.parse(k): v for k, v in subnets.items()}
     depths = sorted({s.depth for s in rows})
     widths = sorted({s.width for s in rows})
-    data = quality["data"]
-    title = f"uSDR / SI-SDR in dB on {data['tracks']} held-out {data['kind']} tracks"
+
+    def cell(row: dict | None) -> str:
+        if not row:
+            return "-"
+        c = row.get("csdr_db")
+        return f"{row['usdr_db']:.2f} / " + (f"{c:.2f}" if c is not None else "-")
+
     table = Table(
-        title=title,
-        caption=f"unprocessed mixture: {quality['mixture']['usdr_db']:.2f} / {quality['mixture']['sisdr_db']:.2f} dB",
+        title=f"uSDR / cSDR in dB, {split} split ({data['tracks']} held-out {data['kind']} tracks), {workload}",
+        caption=f"unprocessed mixture: {cell(mixture)} dB",
     )
     table.add_column("depth", justify="right")
     for w in widths:
         table.add_column(f"width {w}", justify="right")
     for d in depths:
-        cells = [rows.get(Subnet(d, w)) for w in widths]
-        table.add_row(str(d), *(f"{c['usdr_db']:.2f} / {c['sisdr_db']:.2f}" if c else "-" for c in cells))
+        table.add_row(str(d), *(cell(rows.get(Subnet(d, w))) for w in widths))
     stdout.print(table)

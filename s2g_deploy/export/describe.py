@@ -194,18 +194,7 @@ def model_card(facts: dict[str, Any]) -> str:
     ]
     lines += [f"| {s.stage} | {s.max_abs:.1e} | {s.max_rel:.1e} |" for s in parity.stages]
     lines += ["", "## Quality", ""]
-    quality = facts["quality"]
-    row = (quality or {}).get("subnets", {}).get(facts["subnet"]) if quality else None
-    if row:
-        metric = quality.get("metric", "usdr_db")
-        lines.append(
-            f"Measured on the supernet's evaluation data ({_json(quality.get('data'))}): "
-            + ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-            + (f" (mixture alone: {_json(quality['mixture'])})" if quality.get("mixture") else "")
-            + f"; primary metric {metric}."
-        )
-    else:
-        lines.append("The supernet carries no quality measurement for this subnet.")
+    lines += _quality_lines(facts["quality"], facts["subnet"])
     training = facts.get("training") or {}
     if training:
         simple = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
@@ -235,3 +224,33 @@ def model_card(facts: dict[str, Any]) -> str:
 
 def _shape(shape: list) -> str:
     return "(" + ", ".join(str(d) for d in shape) + ")"
+
+
+def _quality_lines(quality: dict | None, subnet: str) -> list[str]:
+    """The model card's quality section: the figures at the workload this model is exported for."""
+    from s2g_deploy.quality import describe_row
+
+    if not quality:
+        return ["The supernet carries no quality measurement for this subnet."]
+    label = quality["workload"]["label"]
+    data = quality.get("data") or {}
+    where = f"{data.get('tracks', '?')} held-out {data.get('kind', '')} tracks".replace("  ", " ")
+    lines = []
+    if quality["measured"]:
+        mixture = describe_row(quality.get("mixture"))
+        lines.append(
+            f"Measured at this model's workload ({label}) on {where}: "
+            f"{describe_row(quality['subnets'][subnet])} (unprocessed mixture: {mixture})."
+        )
+    else:
+        lines.append(
+            f"**{quality['note']}.** Whole-clip figure, for reference only: {describe_row(quality['whole_clip'])}."
+        )
+    for name, split in (quality.get("splits") or {}).items():
+        lines.append(f"On the {name} split ({label}): {describe_row(split['subnets'].get(subnet))}.")
+    lines.append(
+        "uSDR and SI-SDR are means over tracks; cSDR is BSSEval v4 (museval), median over 1-s windows, then over "
+        "tracks. The data is rendered General-MIDI music (FluidSynth), a proxy for real recordings: compare models "
+        "with these numbers, do not expect them on commercial music."
+    )
+    return lines

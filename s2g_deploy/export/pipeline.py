@@ -56,6 +56,7 @@ from s2g_deploy.export.parity import (
 )
 from s2g_deploy.models.bsrnn import count_params
 from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.quality import subnet_quality
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
 
@@ -204,7 +205,7 @@ def _run_export(
     sr = config.sample_rate_hz
     trace_samples = sr + 5  # 1 s, off the hop grid; parity runs at other lengths
     lengths = default_lengths(sr, trace_samples)
-    quality = _quality_row(ckpt.meta, subnet)
+    quality = subnet_quality(ckpt.meta.quality, str(subnet), prof.workload.chunk_seconds if prof else None)
 
     with StagedDirectory(out, overwrite) as staging:
         work = staging.path
@@ -372,15 +373,6 @@ def selection_record(result: Any, prof: Any, chosen: Any = None) -> dict:
         "binding": list(result.binding),
         "notes": list(result.notes),
     }
-
-
-def _quality_row(meta: CheckpointMeta, subnet: Subnet) -> dict | None:
-    """The checkpoint's quality summary with only this subnet's row (None without a quality table)."""
-    if not meta.quality:
-        return None
-    summary = {k: v for k, v in meta.quality.items() if k != "subnets"}
-    row = (meta.quality.get("subnets") or {}).get(str(subnet))
-    return {**summary, "subnets": {str(subnet): row}}
 
 
 # --- parity stages -------------------------------------------------------------------------------

@@ -1,28 +1,65 @@
-"""Quality of every subnet of a checkpoint on held-out data: the checkpoint's quality table."""
+"""Quality of every subnet of a checkpoint on held-out data, the way it will run: the quality table.
+
+Three metrics per subnet, in dB: uSDR (MDX challenge: 10 log10 |s|^2 / |s - s_hat|^2 per track, mean over
+tracks), SI-SDR (mean over tracks) and cSDR (BSSEval v4 via museval: median over 1-s windows per track,
+then median over tracks, the SiSEC/MUSDB convention).
+
+Workloads: the whole clip (each track in one call), and for every ``chunk_seconds`` the track cut into
+chunks exactly as ``s2g separate --chunk-seconds X`` cuts it (overlap min(1 s, X / 2), linear cross-fade;
+:func:`s2g_deploy.separate.separate_batched`), each chunk separated on its own as a device runs it.
+
+The table, stored in the checkpoint's metadata::
+
+    {"metric": "usdr_db", "metrics": {...definitions...}, "data": {...}, "mixture": {...}, "subnets": {...},
+     "chunked": {"0.016": {"chunk_seconds": 0.016, "overlap_seconds": 0.008, "mixture": {...}, "subnets": {...}}},
+     "splits": {"timbre-shift": {"data": {...}, "mixture": {...}, "subnets": {...}, "chunked": {...}}}}
+
+``subnets`` / ``mixture`` at the top are the whole-clip figures on the test split.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from s2g_deploy.bundled import BUNDLED_SUPERNET
 from s2g_deploy.checkpoint import load_checkpoint, save_checkpoint
 from s2g_deploy.errors import InputError
 from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.quality import TIMBRE_SPLIT, chunk_key, overlap_for
 from s2g_deploy.train.data import SyntheticMusic
-from s2g_deploy.train.metrics import si_sdr, usdr
+from s2g_deploy.train.metrics import csdr, si_sdr, usdr
 from s2g_deploy.train.stems import StemFolder
+
+METRICS = {
+    "usdr_db": "uSDR, mean over tracks (MDX challenge)",
+    "sisdr_db": "SI-SDR, mean over tracks",
+    "csdr_db": "cSDR: BSSEval v4 SDR (museval) median over 1-s windows, then median over tracks",
+}
+_BATCH = 8  # whole tracks per forward
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EvaluationResult:
     checkpoint: Path  # the file the quality table was written to
     quality: dict  # the quality table, as stored in the checkpoint
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    name: str  # "test" or "timbre-shift"
+    examples: list  # (name, mixture, target), mono float32
+    description: dict
 
 
 def held_out_examples(data: Path | None, sample_rate_hz: int, items: int, seconds: float, target: str):
@@ -34,6 +71,25 @@ def held_out_examples(data: Path | None, sample_rate_hz: int, items: int, second
     return source.examples(), source.describe()
 
 
+def held_out_sets(data, timbre_data, sample_rate_hz: int, items: int, seconds: float, target: str) -> list[HeldOut]:
+    """The test split and, where there is one, the timbre-shift split.
+
+    ``data`` may be a folder of tracks or a rendered root holding ``test/`` (and ``test-timbre/``, used
+    as the timbre-shift split unless ``timbre_data`` names another folder).
+    """
+    if data is None and timbre_data is not None:
+        raise InputError("--timbre-data needs --data (the synthetic set has no timbre-shift split)")
+    test = None if data is None else Path(data)
+    if test is not None and (test / "test").is_dir():
+        root, test = test, test / "test"
+        if timbre_data is None and (root / "test-timbre").is_dir():
+            timbre_data = root / "test-timbre"
+    sets = [HeldOut("test", *held_out_examples(test, sample_rate_hz, items, seconds, target))]
+    if timbre_data is not None:
+        sets.append(HeldOut(TIMBRE_SPLIT, *held_out_examples(Path(timbre_data), sample_rate_hz, 0, 0, target)))
+    return sets
+
+
 def data_hash(examples) -> str:
     digest = hashlib.sha256()
     for name, mix, target in examples:
@@ -43,20 +99,51 @@ def data_hash(examples) -> str:
     return digest.hexdigest()
 
 
-def score(run, examples, batch: int = 8) -> dict:
-    """Mean uSDR and SI-SDR (dB) over tracks; equal-length tracks are batched."""
-    u, s = [], []
-    for i in range(0, len(examples), batch):
-        chunk = examples[i : i + batch]
-        same = len({len(m) for _, m, _ in chunk}) == 1
-        groups = [chunk] if same else [[e] for e in chunk]
-        for group in groups:
-            mix = torch.from_numpy(np.stack([m for _, m, _ in group]))
-            ref = torch.from_numpy(np.stack([t for _, _, t in group]))
-            est = run(mix)
-            u.append(usdr(est, ref))
-            s.append(si_sdr(est, ref))
-    return {"usdr_db": round(torch.cat(u).mean().item(), 3), "sisdr_db": round(torch.cat(s).mean().item(), 3)}
+def separate_examples(run: Callable, examples, sample_rate_hz: int, chunk_seconds: float | None = None) -> list:
+    """Estimates for every example: whole tracks in batches, or chunked as ``s2g separate`` runs them."""
+    from s2g_deploy.separate import separate_batched
+
+    def call(x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return run(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+
+    estimates: list = [None] * len(examples)
+    by_length: dict[int, list[int]] = {}
+    for i, (_, mix, _) in enumerate(examples):
+        by_length.setdefault(len(mix), []).append(i)
+    for indices in by_length.values():
+        for k in range(0, len(indices), _BATCH):
+            group = indices[k : k + _BATCH]
+            mix = np.stack([examples[i][1] for i in group])
+            if chunk_seconds is None:
+                out = call(mix)
+            else:
+                chunk = max(1, round(chunk_seconds * sample_rate_hz))
+                out = separate_batched(call, mix, chunk, round(overlap_for(chunk_seconds) * sample_rate_hz))
+            for i, est in zip(group, out, strict=True):
+                estimates[i] = est
+    return estimates
+
+
+def score_estimates(examples, estimates, sample_rate_hz: int, with_csdr: bool = True) -> dict:
+    """uSDR and SI-SDR (mean over tracks) and cSDR (median over tracks), dB, rounded to 0.001."""
+    ref = [torch.from_numpy(np.asarray(t, np.float32)) for _, _, t in examples]
+    est = [torch.from_numpy(np.asarray(e, np.float32)) for e in estimates]
+    row = {
+        "usdr_db": round(float(np.mean([usdr(e, r).item() for e, r in zip(est, ref, strict=True)])), 3),
+        "sisdr_db": round(float(np.mean([si_sdr(e, r).item() for e, r in zip(est, ref, strict=True)])), 3),
+    }
+    if with_csdr:
+        tracks = [csdr(e, t, sample_rate_hz) for e, (_, _, t) in zip(estimates, examples, strict=True)]
+        tracks = [c for c in tracks if math.isfinite(c)]
+        row["csdr_db"] = round(float(np.median(tracks)), 3) if tracks else None
+    return row
+
+
+def score(run: Callable, examples, sample_rate_hz: int, chunk_seconds: float | None = None, with_csdr=True) -> dict:
+    """The quality row of ``run`` (B, S) -> (B, S) on ``examples`` at one workload."""
+    estimates = separate_examples(run, examples, sample_rate_hz, chunk_seconds)
+    return score_estimates(examples, estimates, sample_rate_hz, with_csdr)
 
 
 def evaluate(
@@ -67,34 +154,73 @@ def evaluate(
     target: str = "vocals",
     out: str | os.PathLike | None = None,
     in_place: bool = False,
+    chunk_seconds: tuple[float, ...] = (),
+    timbre_data: str | os.PathLike | None = None,
 ) -> EvaluationResult:
-    """uSDR / SI-SDR of every subnet (and of the unprocessed mixture) on held-out data.
+    """uSDR / SI-SDR / cSDR of every subnet (and of the unprocessed mixture) on held-out data.
 
-    ``data`` is a folder of stems, or None for ``items`` synthetic test tracks of ``seconds`` seconds
-    (a split never used in training). The table is written atomically into a copy of the checkpoint
-    (``out``, default ``<name>.evaluated.safetensors``) or, with ``in_place``, into the checkpoint itself.
+    ``data`` is a folder of stems (or a rendered root with ``test/``), or None for ``items`` synthetic
+    test tracks of ``seconds`` seconds (a split never used in training). Every subnet is scored on the
+    whole clip and at every ``chunk_seconds``. The table is written atomically into a copy of the
+    checkpoint (``out``, default ``<name>.evaluated.safetensors``) or, with ``in_place``, into the
+    checkpoint itself — never into the installed package.
     """
     checkpoint = Path(checkpoint)
     if in_place and out is not None:
         raise InputError("give either --out or --in-place, not both")
-    ckpt = load_checkpoint(checkpoint)
-    model, meta = ckpt.model, ckpt.meta
-    examples, description = held_out_examples(
-        None if data is None else Path(data), meta.config.sample_rate_hz, items, seconds, target
-    )
-    subnets = meta.space.grid() if isinstance(model, ElasticBSRNN) else [meta.subnet]
-    table = {}
-    with torch.no_grad():
-        for subnet in subnets:
-            run = (lambda x, s=subnet: model(x, s)) if isinstance(model, ElasticBSRNN) else model
-            key = str(subnet) if subnet else f"{meta.config.num_blocks}x{meta.config.feature_dim}"
-            table[key] = score(run, examples)
-    quality = {
-        "metric": "usdr_db",
-        "data": {**description, "tracks": len(examples), "sha256": data_hash(examples)},
-        "mixture": score(lambda x: x, examples),
-        "subnets": table,
-    }
+    chunks = tuple(sorted({_check_chunk(c) for c in chunk_seconds}))
     target_path = checkpoint if in_place else Path(out or checkpoint.with_suffix(".evaluated.safetensors"))
-    save_checkpoint(target_path, model, replace(meta, quality=json.loads(json.dumps(quality))))
+    if target_path.absolute().parent.resolve() == BUNDLED_SUPERNET.parent.resolve():
+        raise InputError(
+            f"refusing to write {target_path}: that is the installed package's bundled supernet; "
+            "give --out PATH for the evaluated copy"
+        )
+    ckpt = load_checkpoint(checkpoint)
+    model, meta = ckpt.model.eval(), ckpt.meta
+    sr = meta.config.sample_rate_hz
+    sets = held_out_sets(None if data is None else Path(data), timbre_data, sr, items, seconds, target)
+    if isinstance(model, ElasticBSRNN):
+        runs = {str(s): (lambda x, s=s: model(x, s)) for s in meta.space.grid()}
+    else:
+        runs = {f"{meta.config.num_blocks}x{meta.config.feature_dim}": model}
+    tables = [_table(held, runs, sr, chunks) for held in sets]
+    quality = {"metric": "usdr_db", "metrics": {**METRICS, "museval": _museval_version()}, **tables[0]}
+    if len(tables) > 1:
+        quality["splits"] = {sets[1].name: tables[1]}
+    quality = json.loads(json.dumps(quality))
+    save_checkpoint(target_path, model, replace(meta, quality=quality))
     return EvaluationResult(target_path, quality)
+
+
+def _table(held: HeldOut, runs: dict, sr: int, chunks: tuple[float, ...]) -> dict:
+    """One split's part of the quality table: whole clip, then each chunk length."""
+    examples = held.examples
+    mixture = score_estimates(examples, [m for _, m, _ in examples], sr)  # chunking the identity changes nothing
+    table = {
+        "data": {**held.description, "tracks": len(examples), "sha256": data_hash(examples)},
+        "mixture": mixture,
+        "subnets": {},
+        "chunked": {},
+    }
+    for key, run in runs.items():
+        log.info("scoring %s on the %s split: whole clip", key, held.name)
+        table["subnets"][key] = score(run, examples, sr)
+    for chunk in chunks:
+        entry = {"chunk_seconds": chunk, "overlap_seconds": overlap_for(chunk), "mixture": mixture, "subnets": {}}
+        for key, run in runs.items():
+            log.info("scoring %s on the %s split: %g s chunks", key, held.name, chunk)
+            entry["subnets"][key] = score(run, examples, sr, chunk)
+        table["chunked"][chunk_key(chunk)] = entry
+    return table
+
+
+def _check_chunk(seconds: float) -> float:
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise InputError(f"--chunk-seconds must be positive, got {seconds}")
+    return float(seconds)
+
+
+def _museval_version() -> str:
+    from importlib.metadata import version
+
+    return f"museval {version('museval')}"

@@ -1,9 +1,10 @@
 """The S2G training loop (and its fixed-subnet baseline), single process or under torchrun.
 
-Each step trains the full network plus one subnet sampled uniformly from the elastic grid: both
-losses against the ground truth, summed, one backward pass (Li & Luo 2024). Everything a step uses —
-its batch and its subnet — is a function of (seed, step), so a resumed run and a run split over
-several processes compute the same thing as one uninterrupted process.
+Each step trains the full network plus the subnets its :class:`~s2g_deploy.train.recipe.Recipe` picks
+(the paper: one sampled uniformly from the elastic grid, against the ground truth), all losses summed,
+one backward pass (Li & Luo 2024). Everything a step uses — its batch, its subnets, its learning rate —
+is a function of (seed, step), so a resumed run and a run split over several processes compute the
+same thing as one uninterrupted process.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ from s2g_deploy.subnet import Subnet
 from s2g_deploy.train.data import SyntheticMusic
 from s2g_deploy.train.losses import separation_loss
 from s2g_deploy.train.metrics import usdr
-from s2g_deploy.train.stems import StemFolder
+from s2g_deploy.train.recipe import Recipe
+from s2g_deploy.train.stems import StemFolder, load_tracks, split_tracks
 
 CHECKPOINT = "checkpoint.safetensors"  # the model, in the project's format, usable by every command
 STATE = "state.safetensors"  # model + optimizer + step: everything needed to resume exactly
@@ -42,22 +44,21 @@ class TrainConfig:
     preset: str = "xsmall"
     init: Path | None = None  # start from this supernet's architecture and weights instead of a preset
     data: Path | None = None  # a folder of stems (MUSDB18 layout); None: the synthetic set
+    val_data: Path | None = None  # held-out stems for validation; None: see StemFolder / split_tracks
     target: str = "vocals"
     remix: bool = False
     steps: int = 2000
     batch_size: int = 8  # global, over all processes
     segment_seconds: float = 1.0
-    lr: float = 1e-3
-    clip_norm: float = 5.0
+    recipe: Recipe = field(default_factory=Recipe)
     seed: int = 0
-    sandwich: bool = False  # also train the smallest subnet every step
-    distill: bool = False  # subnets learn the full network's (detached) output
     fixed_subnet: Subnet | None = None  # baseline: train only this subnet, as a dense model, from scratch
     val_every: int = 250
     val_items: int = 16
     val_seconds: float = 4.0
     save_every: int = 250
     device: str = "cpu"
+    threads: int | None = None  # torch intra-op threads per process (None: torch's default)
     resume: bool = False
     command: str = ""
 
@@ -65,8 +66,9 @@ class TrainConfig:
 @dataclass(frozen=True)
 class TrainResult:
     checkpoint: Path
-    steps: int
-    wall_time_s: float
+    steps: int  # the run's total
+    steps_run: int  # steps this call ran (fewer than ``steps`` after --resume)
+    wall_time_s: float  # this call's training time
     final_loss: float
     validation: list[dict] = field(default_factory=list)
 
@@ -77,36 +79,47 @@ class _S2GStep(nn.Module):
     Wrapping both forwards in one module gives DistributedDataParallel exactly one forward per backward.
     """
 
-    def __init__(self, model: BSRNN, distill: bool):
+    def __init__(self, model: BSRNN, distill: float):
         super().__init__()
         self.model = model
-        self.distill = distill
+        self.distill = distill  # weight of the full network's estimate in a subnet's target
 
     def forward(self, mix: torch.Tensor, target: torch.Tensor, subnets: tuple[Subnet | None, ...]) -> torch.Tensor:
         config = self.model.config
         full = self.model(mix)  # the full network (or the fixed subnet's dense model)
         total = separation_loss(full, target, config)
-        teacher = full.detach() if self.distill else target
+        teacher = full.detach()
         for subnet in subnets:
-            total = total + separation_loss(self.model(mix, subnet), teacher, config)
+            estimate = self.model(mix, subnet)
+            if self.distill < 1:
+                total = total + (1 - self.distill) * separation_loss(estimate, target, config)
+            if self.distill > 0:
+                total = total + self.distill * separation_loss(estimate, teacher, config)
         return total
 
 
 def _subnets_of_step(model: BSRNN, config: TrainConfig, step: int) -> tuple[Subnet, ...]:
     if not isinstance(model, ElasticBSRNN):
         return ()
-    grid = model.space.grid()
-    sampled = grid[np.random.default_rng([config.seed, 101, step]).integers(len(grid))]
-    return (model.space.smallest, sampled) if config.sandwich else (sampled,)
+    return config.recipe.subnets_of_step(model.space, config.seed, step, config.steps)
 
 
 def _build_model(config: TrainConfig) -> tuple[BSRNN, CheckpointMeta]:
     torch.manual_seed(config.seed)
     if config.init is not None:
         ckpt = load_checkpoint(config.init)
-        if not isinstance(ckpt.model, ElasticBSRNN):
-            raise InputError(f"{config.init}: --init needs a supernet checkpoint")
-        model, arch, space = ckpt.model, ckpt.meta.config, ckpt.meta.space
+        if isinstance(ckpt.model, ElasticBSRNN):
+            model, arch, space = ckpt.model, ckpt.meta.config, ckpt.meta.space
+        else:  # a trained dense model of the preset's full size: warm-start the supernet from it
+            preset = get_preset(config.preset)
+            arch, space = preset.config, preset.space
+            if ckpt.meta.config != arch:
+                raise InputError(
+                    f"{config.init}: a dense {ckpt.meta.subnet} model; --init needs a supernet or a dense model of "
+                    f"--preset {config.preset}'s full size ({space.largest})"
+                )
+            model = ElasticBSRNN(arch, space)
+            model.load_state_dict(ckpt.model.state_dict(), strict=True)
     else:
         preset = get_preset(config.preset)
         arch, space = preset.config, preset.space
@@ -119,12 +132,40 @@ def _build_model(config: TrainConfig) -> tuple[BSRNN, CheckpointMeta]:
     return model, CheckpointMeta(arch, space)
 
 
-def _dataset(config: TrainConfig, sample_rate_hz: int):
+def _datasets(config: TrainConfig, sample_rate_hz: int) -> tuple[object, tuple[torch.Tensor, torch.Tensor]]:
+    """(training data, validation batch (mixture, target), each (items, samples))."""
     if config.data is None:
-        return SyntheticMusic(sample_rate_hz, config.segment_seconds, "train", config.seed)
-    return StemFolder.open(
-        config.data, sample_rate_hz, config.segment_seconds, config.target, config.remix, config.seed
-    )
+        if config.val_data is not None:
+            raise InputError("--val-data needs --data (the synthetic set has its own validation split)")
+        val = SyntheticMusic(sample_rate_hz, config.val_seconds, "valid", config.seed)
+        return SyntheticMusic(sample_rate_hz, config.segment_seconds, "train", config.seed), val.batch(
+            range(config.val_items)
+        )
+    n = round(config.segment_seconds * sample_rate_hz)
+    train_tracks = load_tracks(config.data, sample_rate_hz, config.target, n)
+    if config.val_data is not None:
+        val_tracks = load_tracks(config.val_data, sample_rate_hz, config.target, 1)
+    else:
+        train_tracks, val_tracks = split_tracks(config.data, train_tracks)
+    data = StemFolder(
+        Path(config.data), sample_rate_hz, config.segment_seconds, config.target, config.remix, config.seed,
+        train_tracks,
+    )  # fmt: skip
+    return data, _validation_batch(val_tracks, round(config.val_seconds * sample_rate_hz), config.val_items)
+
+
+def _validation_batch(tracks, n: int, items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The middle ``n`` samples of channel 0 of the first ``items`` tracks (zero-padded when shorter)."""
+    mixes, targets = [], []
+    for track in tracks[:items]:
+        start = max(0, (track.target.shape[1] - n) // 2)
+        mix = np.zeros(n, np.float32)
+        ref = np.zeros(n, np.float32)
+        m, t = track.mixture[0, start : start + n], track.target[0, start : start + n]
+        mix[: len(m)], ref[: len(t)] = m, t
+        mixes.append(mix)
+        targets.append(ref)
+    return torch.from_numpy(np.stack(mixes)), torch.from_numpy(np.stack(targets))
 
 
 def _distributed() -> tuple[int, int]:
@@ -139,36 +180,79 @@ def _distributed() -> tuple[int, int]:
     return dist.get_rank(), world
 
 
-def _validate(model: BSRNN, config: TrainConfig, device: torch.device) -> dict:
-    """Mean uSDR (dB) of the full network and the smallest subnet on the validation split."""
-    data = SyntheticMusic(model.config.sample_rate_hz, config.val_seconds, "valid", config.seed)
-    mix, target = data.batch(range(config.val_items))
-    mix, target = mix.to(device), target.to(device)
+def _validate(model: BSRNN, ema: _EMA, batch: tuple[torch.Tensor, torch.Tensor], device: torch.device) -> dict:
+    """Mean uSDR (dB) of the full network and the smallest subnet on the held-out validation batch."""
+    mix, target = (t.to(device) for t in batch)
     result = {"mixture_usdr_db": usdr(mix, target).mean().item()}
+    own = {k: v.clone() for k, v in model.state_dict().items()} if ema.decay else None
+    if own is not None:
+        model.load_state_dict(ema.shadow)
     model.eval()
     with torch.no_grad():
         result["full_usdr_db"] = usdr(model(mix), target).mean().item()
         if isinstance(model, ElasticBSRNN):
             result["smallest_usdr_db"] = usdr(model(mix, model.space.smallest), target).mean().item()
     model.train()
+    if own is not None:
+        model.load_state_dict(own)
     return result
 
 
-def _save_state(path: Path, model: BSRNN, optimizer: torch.optim.Optimizer, step: int) -> None:
+def _device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"--device {name}: {str(exc).splitlines()[0]}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"--device {name}: this torch build has no CUDA device (torch {torch.__version__}); use cpu")
+    return device
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    import platform
+
+    return platform.processor() or platform.machine()
+
+
+class _EMA:
+    """An exponential moving average of the weights (decay per step); empty when ``decay`` is 0."""
+
+    def __init__(self, model: BSRNN, decay: float):
+        self.decay = decay
+        self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()} if decay else {}
+
+    @torch.no_grad()
+    def update(self, model: BSRNN) -> None:
+        for k, v in model.state_dict().items():
+            if v.is_floating_point():
+                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+            else:
+                self.shadow[k].copy_(v)
+
+    def weights(self, model: BSRNN) -> dict[str, torch.Tensor]:
+        """The weights to validate and ship: the average, or the model's own without EMA."""
+        return self.shadow if self.decay else model.state_dict()
+
+
+def _save_state(path: Path, model: BSRNN, optimizer, step: int, ema: _EMA, wall_s: float) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.shadow.items()})
     opt = optimizer.state_dict()
     for index, state in opt["state"].items():
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"step": str(step), "param_groups": json.dumps(opt["param_groups"])}
+    meta = {"step": str(step), "param_groups": json.dumps(opt["param_groups"]), "wall_s": repr(wall_s)}
     with atomic_file(path, overwrite=True) as tmp:
         save_file(tensors, tmp, metadata=meta)
 
 
-def _load_state(path: Path, model: BSRNN, optimizer: torch.optim.Optimizer) -> int:
+def _load_state(path: Path, model: BSRNN, optimizer, ema: _EMA) -> tuple[int, float]:
+    """Restore a run's state; returns (steps done, training seconds so far)."""
     from safetensors import safe_open
 
     try:
@@ -178,6 +262,11 @@ def _load_state(path: Path, model: BSRNN, optimizer: torch.optim.Optimizer) -> i
     except Exception as exc:
         raise InputError(f"{path}: cannot resume from this training state ({str(exc).splitlines()[0]})") from None
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    shadow = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    if set(shadow) != set(ema.shadow):
+        raise InputError(f"{path}: this state was saved with a different --ema setting; resume with the same recipe")
+    for k, v in shadow.items():
+        ema.shadow[k].copy_(v)
     state: dict[int, dict] = {}
     for k, v in tensors.items():
         if k.startswith("optim."):
@@ -185,7 +274,7 @@ def _load_state(path: Path, model: BSRNN, optimizer: torch.optim.Optimizer) -> i
             state.setdefault(int(index), {})[key] = v
     optimizer.load_state_dict({"state": state, "param_groups": json.loads(meta["param_groups"])})
     torch.set_rng_state(tensors["rng.torch"])
-    return int(meta["step"])
+    return int(meta["step"]), float(meta.get("wall_s", "nan"))
 
 
 def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
@@ -197,27 +286,32 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
     # LSTM state decays into subnormal floats within a few steps; on CPUs they are ~10x slower
     # (measured here: 6 s per step instead of 1.2 s on the xsmall preset).
     torch.set_flush_denormal(True)
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
     rank, world = _distributed()
     if config.batch_size % world:
         raise InputError(f"--batch-size {config.batch_size} must be divisible by the {world} processes")
-    device = torch.device(config.device)
+    device = _device(config.device)
     out = Path(config.out)
     state_path, ckpt_path, log_path = out / STATE, out / CHECKPOINT, out / LOG
-    if rank == 0:
-        if not config.resume and out.exists() and any(out.iterdir()):
-            raise InputError(f"{out}: run directory is not empty; pass --resume to continue it or pick a new --out")
-        out.mkdir(parents=True, exist_ok=True)
+    if not config.resume and out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: run directory is not empty; pass --resume to continue it or pick a new --out")
+    if config.resume and not state_path.is_file():
+        raise InputError(f"{state_path}: nothing to resume (no training state in {out})")
 
+    # every input is checked (model, data) before the run directory is created
     model, meta = _build_model(config)
+    data, val_batch = _datasets(config, model.config.sample_rate_hz)
     model.to(device).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start = 0
+    recipe = config.recipe
+    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    ema = _EMA(model, recipe.ema)
+    start, wall_before = 0, 0.0
     if config.resume:
-        if not state_path.is_file():
-            raise InputError(f"{state_path}: nothing to resume (no training state in {out})")
-        start = _load_state(state_path, model, optimizer)
-    data = _dataset(config, model.config.sample_rate_hz)
-    step_module: nn.Module = _S2GStep(model, config.distill)
+        start, wall_before = _load_state(state_path, model, optimizer, ema)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+    step_module: nn.Module = _S2GStep(model, recipe.distill)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -235,20 +329,28 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
             loss = step_module(mix, target, _subnets_of_step(model, config, step))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
+            if recipe.clip_norm:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
+            for group in optimizer.param_groups:
+                group["lr"] = recipe.lr_at(step, config.steps)
             optimizer.step()
+            if recipe.ema:
+                ema.update(model)
             loss_value = loss.item()
             done = step + 1
             if rank == 0 and (done % config.val_every == 0 or done == config.steps):
-                history.append({"step": done, "loss": loss_value, **_validate(model, config, device)})
+                row = {"step": done, "loss": loss_value, **_validate(model, ema, val_batch, device)}
+                history.append(row)
                 with log_path.open("a") as f:
-                    f.write(json.dumps(history[-1]) + "\n")
+                    f.write(json.dumps(row) + "\n")
             if rank == 0 and (done % config.save_every == 0 or done == config.steps):
-                _save_state(state_path, model, optimizer, done)
+                _save_state(state_path, model, optimizer, done, ema, wall_before + time.perf_counter() - started)
             bar.update(done, loss_value, history[-1] if history else None)
     finally:
         bar.close()
     wall = time.perf_counter() - started
+    if recipe.ema:
+        model.load_state_dict(ema.shadow)  # what ships is the average
     ranks_agree = None
     if world > 1:
         import torch.distributed as dist
@@ -269,12 +371,14 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
             "world_size": world,
             "ranks_identical": ranks_agree,
             "torch_threads": torch.get_num_threads(),
-            "wall_time_s": round(wall, 1) if not config.resume else None,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "device_name": _device_name(device),
+            "wall_time_s": round(wall_before + wall, 1),  # over every session of the run, resumes included
             "final_loss": loss_value,
             "validation": history[-1] if history else None,
         }
         save_checkpoint(ckpt_path, model.cpu(), replace(meta, training=training))
-    return TrainResult(ckpt_path, config.steps, wall, loss_value, history)
+    return TrainResult(ckpt_path, config.steps, config.steps - start, wall, loss_value, history)
 
 
 def _jsonable(value):

@@ -71,6 +71,19 @@ def load_tracks(root: str | Path, sample_rate_hz: int, target: str, min_samples:
     return tracks
 
 
+def split_tracks(root: str | Path, tracks: list[Track]) -> tuple[list[Track], list[Track]]:
+    """(training, validation) tracks of one folder when no separate validation folder is given.
+
+    Every tenth track (by name; at least one) is held out, so validation never sees training audio.
+    """
+    if len(tracks) < 2:
+        raise InputError(
+            f"{root}: {len(tracks)} track; validation needs held-out tracks: give --val-data or at least 2 tracks"
+        )
+    held = set(range(len(tracks) - 1, -1, -10))
+    return [t for i, t in enumerate(tracks) if i not in held], [t for i, t in enumerate(tracks) if i in held]
+
+
 @dataclass(frozen=True)
 class StemFolder:
     """Random segments of real tracks for training, whole tracks for evaluation.
