@@ -74,9 +74,13 @@ def slice_to_file(checkpoint: str | os.PathLike, subnet: Subnet | str, out: str 
 
 
 def inspect(checkpoint: str | os.PathLike | None = None, preset: str | None = None) -> InspectReport:
-    """Describe a checkpoint file, or an untrained preset when ``preset`` is given instead."""
-    if (checkpoint is None) == (preset is None):
-        raise InputError("give either a checkpoint file or --preset, not both or neither")
+    """Describe a checkpoint file (default: the bundled supernet), or an untrained ``preset`` instead."""
+    if checkpoint is not None and preset is not None:
+        raise InputError("give either a checkpoint file or --preset, not both")
+    if checkpoint is None and preset is None:
+        from s2g_deploy.bundled import default_checkpoint
+
+        checkpoint = default_checkpoint()
     if preset is not None:
         p = get_preset(preset)
         meta = CheckpointMeta(p.config, p.space, training={"status": "untrained", "preset": preset})

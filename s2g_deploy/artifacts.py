@@ -51,10 +51,35 @@ def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
                     f"refusing to overwrite {out}: not an s2g export, release or rendered data directory (no s2g "
                     f"{MANIFEST} or {RELEASE}); choose an empty or new directory"
                 )
+            foreign = foreign_files(out)
+            if foreign:
+                shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+                raise InputError(
+                    f"refusing to overwrite {out}: it holds files s2g did not write ({shown}); move them away "
+                    "or choose another directory"
+                )
     parent = _existing_ancestor(out.absolute().parent)
     if not os.access(parent, os.W_OK | os.X_OK):
         raise InputError(f"cannot write the output {out}: {parent} is not writable")
     return out
+
+
+def foreign_files(directory: Path) -> list[str]:
+    """Files in an s2g output directory that s2g did not write (relative paths, sorted).
+
+    What s2g wrote is what its ``SHA256SUMS`` lists (exports, releases) or its manifest names (rendered
+    data); ``--overwrite`` must never delete anything else.
+    """
+    ours = {SHA256SUMS}
+    sums = directory / SHA256SUMS
+    if sums.is_file():
+        ours |= {line.split("  ", 1)[1] for line in sums.read_text(encoding="utf-8").splitlines() if "  " in line}
+    if _format_of(directory / MANIFEST) == RENDERED_FORMAT:
+        doc = json.loads((directory / MANIFEST).read_text(encoding="utf-8"))
+        names = [*doc.get("stems", []), "mixture"]
+        ours |= {MANIFEST} | {f"{t['name']}/{s}.wav" for t in doc.get("tracks", []) for s in names}
+    found = (p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir())
+    return sorted(f for f in found if f not in ours)
 
 
 def is_export_dir(path: Path) -> bool:
@@ -86,6 +111,8 @@ class StagedDirectory:
         self._created: list[Path] = []  # parent directories we made, deepest last
         self._committed = False
         self._old_handler = None
+        self._old_int_handler = None
+        self._interrupted = False  # a Ctrl-C seen while staging, even one a C++ extension swallowed
 
     def __enter__(self) -> StagedDirectory:
         check_target(self.target, self.overwrite)
@@ -101,11 +128,23 @@ class StagedDirectory:
         if threading.current_thread() is threading.main_thread():
             # SIGTERM would end the process without running cleanup; make it unwind like Ctrl-C
             self._old_handler = signal.signal(signal.SIGTERM, _raise_terminated)
+            self._old_int_handler = signal.signal(signal.SIGINT, self._on_interrupt)
         return self
+
+    def _on_interrupt(self, signum, frame) -> None:
+        # Some native code (onnxsim's C++, calling back into Python) catches the KeyboardInterrupt raised
+        # inside it and carries on; remembering the signal lets commit() refuse to publish anyway.
+        self._interrupted = True
+        old = self._old_int_handler
+        if callable(old):
+            old(signum, frame)
+        raise KeyboardInterrupt
 
     def commit(self) -> Path:
         """Move the finished directory into place (atomically replacing an allowed old one)."""
         assert self.path is not None and not self._committed
+        if self._interrupted:
+            raise KeyboardInterrupt
         check_target(self.target, self.overwrite)  # the world may have changed while we worked
         umask = os.umask(0)
         os.umask(umask)
@@ -131,6 +170,8 @@ class StagedDirectory:
     def __exit__(self, *exc) -> None:
         if self._old_handler is not None:
             signal.signal(signal.SIGTERM, self._old_handler)
+        if self._old_int_handler is not None:
+            signal.signal(signal.SIGINT, self._old_int_handler)
         if not self._committed and self.path is not None:
             shutil.rmtree(self.path, ignore_errors=True)
             for p in reversed(self._created):

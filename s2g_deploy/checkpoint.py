@@ -177,7 +177,10 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     path = Path(path)
     meta = read_meta(path)
-    model = ElasticBSRNN(meta.config, meta.space) if meta.space else BSRNN(meta.config)
+    try:
+        model = ElasticBSRNN(meta.config, meta.space) if meta.space else BSRNN(meta.config)
+    except (ValueError, TypeError, RuntimeError) as exc:  # metadata that contradicts itself
+        raise CheckpointError(f"{path}: the metadata describes no valid model ({_first_line(exc)})") from None
     try:
         state = load_file(path)
     except Exception as exc:

@@ -366,6 +366,8 @@ def shipped_profiles() -> dict[str, Path]:
 def read_profile(path: str | os.PathLike) -> Profile:
     """Read and validate the profile file at ``path``."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or device would block forever, a folder fails oddly
+        raise ProfileError(f"{path}: not a regular file; give a profile .toml file")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -1,39 +1,52 @@
-"""Run an exported waveform ONNX on an audio file of any length (``s2g separate``).
+"""Run an exported waveform ONNX on audio files of any length (``s2g separate``).
 
-The file is processed in chunks of ``chunk_seconds`` that overlap by ``overlap_seconds``; the overlaps
+Each file is processed in chunks of ``chunk_seconds`` that overlap by ``overlap_seconds``; the overlaps
 are cross-faded with complementary linear ramps (they sum to one, so a model that is the identity
 gives back its input exactly). Reading, inference and writing go chunk by chunk, so memory stays flat
 whatever the file's length. Every channel is separated on its own (channels are the model's batch).
 
 A file at another sample rate than the model's is resampled on the fly with a polyphase
-Kaiser-windowed sinc filter (:class:`Resampler`), separated, and the target resampled back, so the
-outputs have the input's rate, length and channels. The residual is the input minus the target at
-the input's rate: above the model's Nyquist frequency everything counts as residual.
+Kaiser-windowed sinc filter (:class:`Resampler`), separated, and the target resampled back as it comes,
+so the outputs have the input's rate, length and channels. The residual is the input minus the target
+at the input's rate: above the model's Nyquist frequency everything counts as residual.
 
-Outputs are 32-bit float WAV (separated signals may exceed full scale; float does not clip).
+Outputs, demucs style: ``<out>/<input stem>/<source>.wav`` and ``<out>/<input stem>/no_<source>.wav``,
+where ``<source>`` is the model's training target (see :func:`recorded_target`); a model that records
+none gives ``target.wav`` and ``residual.wav``. Formats (:class:`OutputFormat`): 16- or 24-bit PCM WAV,
+32-bit float WAV, or 16/24-bit FLAC. Integer formats clip to [-1, 1] and count the clipped samples;
+float never clips. Every input is checked before anything is written, and each input's two files are
+written into a hidden staging directory beside their destination and renamed into place only when
+both are complete: a bad sample (NaN or inf), a full disk or Ctrl-C leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import re
+import shutil
+import signal
+import stat
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from s2g_deploy.artifacts import atomic_file
+from s2g_deploy.artifacts import MANIFEST_FORMAT, Terminated, sha256_file
 from s2g_deploy.errors import InputError
 
 log = logging.getLogger(__name__)
 
-OUTPUT_SUBTYPE = "FLOAT"
-_IO_BLOCK = 1 << 16  # frames per read/write when only copying or resampling
+OUTPUT_SUBTYPE = "FLOAT"  # the library's default output: float WAV, lossless and never clipped
+_BACK_BLOCK = 8192  # output frames per step when resampling the target back (ResampledSource's block)
+_STAGING_PREFIX = ".s2g-tmp-"
 
 
 # --- the model ------------------------------------------------------------------------------------
@@ -45,6 +58,7 @@ class ModelInfo:
     sample_rate_hz: int
     input_name: str
     subnet: str
+    target_source: str | None = None  # the training target ("vocals"), where the export records it
 
 
 def resolve_model(model: str | os.PathLike) -> Path:
@@ -73,7 +87,60 @@ def read_model_info(path: Path) -> ModelInfo:
         raise InputError(
             f"{path}: a {io.get('io')!r} export (spectrogram in, mask out); s2g separate needs a waveform export"
         )
-    return ModelInfo(path, int(props["s2g.sample_rate_hz"]), io["input"]["name"], props.get("s2g.subnet", "?"))
+    return ModelInfo(
+        path,
+        int(props["s2g.sample_rate_hz"]),
+        io["input"]["name"],
+        props.get("s2g.subnet", "?"),
+        recorded_target(path, props),
+    )
+
+
+def recorded_target(path: Path, props: dict[str, str]) -> str | None:
+    """The source the model was trained to separate, or None where nothing records it.
+
+    First the ONNX metadata (``s2g.target``, or a ``"target"`` in the JSON of ``s2g.training`` or
+    ``s2g.io``); then the training metadata of the checkpoint the export came from, which an s2g export
+    keeps in the ``manifest.json`` beside its ``model.onnx`` (used only if that manifest lists this very
+    file's hash). A name that is not a plain file-name word is ignored.
+    """
+    for key in ("s2g.target", "s2g.training", "s2g.io"):
+        value = props.get(key)
+        if not value:
+            continue
+        name = value if key == "s2g.target" else _json_field(value, "target")
+        if _usable_name(name):
+            return name
+    manifest = path.parent / "manifest.json"
+    try:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != MANIFEST_FORMAT:
+        return None
+    files = (doc.get("hashes") or {}).get("files") or {}
+    if not isinstance(files, dict) or files.get(path.name) != sha256_file(path):
+        return None  # a manifest, but not this model's
+    training = doc.get("training") or {}
+    if not isinstance(training, dict):
+        return None
+    for name in (training.get("target"), _json_field(training.get("data_description"), "target")):
+        if _usable_name(name):
+            return name
+    return None
+
+
+def _json_field(value, key: str):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def _usable_name(name) -> bool:
+    return isinstance(name, str) and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", name) is not None
 
 
 def _session(path: Path, threads: int | None):
@@ -262,7 +329,74 @@ def separate_batched(run, mix: np.ndarray, chunk: int, overlap: int, batch_sampl
     return np.concatenate(pieces).T if pieces else np.zeros_like(mix)
 
 
+# --- output formats ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How the two outputs are stored: ``container`` "WAV" or "FLAC", ``subtype`` a libsndfile subtype."""
+
+    container: str = "WAV"
+    subtype: str = OUTPUT_SUBTYPE
+
+    def __post_init__(self):
+        allowed = {"WAV": ("PCM_16", "PCM_24", "FLOAT"), "FLAC": ("PCM_16", "PCM_24")}
+        if self.subtype not in allowed.get(self.container, ()):
+            raise InputError(f"unsupported output format {self.container} {self.subtype}")
+
+    @property
+    def extension(self) -> str:
+        return ".flac" if self.container == "FLAC" else ".wav"
+
+    @property
+    def clips(self) -> bool:
+        """Integer samples: values beyond [-1, 1] are clipped (and counted)."""
+        return self.subtype != "FLOAT"
+
+    def describe(self) -> str:
+        return "32-bit float WAV" if self.subtype == "FLOAT" else f"{self.subtype[4:]}-bit {self.container}"
+
+
+FLOAT_WAV = OutputFormat("WAV", "FLOAT")
+PCM16_WAV = OutputFormat("WAV", "PCM_16")
+
+
+def output_format(*, int24: bool = False, float32: bool = False, flac: bool = False) -> OutputFormat:
+    """The format the ``s2g separate`` options ask for; default 16-bit PCM WAV."""
+    if int24 and float32:
+        raise InputError("--int24 and --float32 cannot be combined: choose one sample format")
+    if float32 and flac:
+        raise InputError("--float32 cannot be combined with --flac: FLAC has no float samples (use --int24)")
+    return OutputFormat("FLAC" if flac else "WAV", "FLOAT" if float32 else "PCM_24" if int24 else "PCM_16")
+
+
+def output_names(target_source: str | None) -> tuple[str, str]:
+    """File stems of the two outputs: ``(source, no_source)``, or ``(target, residual)`` without a source."""
+    return (target_source, f"no_{target_source}") if target_source else ("target", "residual")
+
+
 # --- the command ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SeparationJob:
+    """One input, checked, and where its outputs go (what ``on_start`` is told before it runs)."""
+
+    input: Path
+    target: Path
+    residual: Path
+    frames: int
+    channels: int
+    sample_rate_hz: int
+    model_sample_rate_hz: int
+
+    @property
+    def resampled(self) -> bool:
+        return self.sample_rate_hz != self.model_sample_rate_hz
+
+    @property
+    def seconds(self) -> float:
+        return self.frames / self.sample_rate_hz
 
 
 @dataclass(frozen=True)
@@ -280,6 +414,9 @@ class SeparationResult:
     chunk_seconds: float
     overlap_seconds: float
     wall_s: float
+    format: str = "WAV"
+    subtype: str = OUTPUT_SUBTYPE
+    clipped_samples: int = 0  # sample values beyond [-1, 1] clipped in the two outputs (integer formats)
 
     @property
     def seconds(self) -> float:
@@ -289,8 +426,11 @@ class SeparationResult:
         return {
             "model": str(self.model),
             "input": str(self.input),
+            "outputs": {self.target.stem: str(self.target), self.residual.stem: str(self.residual)},
             "target": str(self.target),
             "residual": str(self.residual),
+            "format": self.format,
+            "subtype": self.subtype,
             "sample_rate_hz": self.sample_rate_hz,
             "model_sample_rate_hz": self.model_sample_rate_hz,
             "resampled": self.resampled,
@@ -302,6 +442,7 @@ class SeparationResult:
             "overlap_seconds": self.overlap_seconds,
             "wall_s": round(self.wall_s, 3),
             "real_time_factor": round(self.wall_s / self.seconds, 4) if self.frames else None,
+            "clipped_samples": self.clipped_samples,
         }
 
 
@@ -314,94 +455,464 @@ def separate(
     overlap_seconds: float = 1.0,
     overwrite: bool = False,
     threads: int | None = None,
+    output_format: OutputFormat = FLOAT_WAV,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> SeparationResult:
-    """Separate ``audio`` with the exported ``model``; writes ``<stem>_target.wav`` and ``<stem>_residual.wav``."""
-    import soundfile as sf
+    """Separate one ``audio`` file with the exported ``model``: :func:`separate_files` with one input."""
+    return separate_files(
+        model,
+        [audio],
+        out,
+        chunk_seconds=chunk_seconds,
+        overlap_seconds=overlap_seconds,
+        overwrite=overwrite,
+        threads=threads,
+        output_format=output_format,
+        on_progress=on_progress,
+    )[0]
 
-    started = time.perf_counter()
-    info = read_model_info(resolve_model(model))
+
+def separate_files(
+    model: str | os.PathLike,
+    audio: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    chunk_seconds: float = 10.0,
+    overlap_seconds: float = 1.0,
+    overwrite: bool = False,
+    threads: int | None = None,
+    output_format: OutputFormat = FLOAT_WAV,
+    on_start: Callable[[SeparationJob], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+    on_result: Callable[[SeparationResult], None] | None = None,
+) -> list[SeparationResult]:
+    """Separate each of ``audio`` in turn with the exported ``model``; one result per input, in order.
+
+    Writes ``<out>/<stem>/<source><ext>`` (the target) and ``<out>/<stem>/no_<source><ext>`` (the input
+    minus the target) for each input ``<stem>.<suffix>``. ``<source>`` is the training target the
+    export records (:func:`recorded_target`: ONNX metadata, else the checkpoint's training metadata in
+    the export's manifest, e.g. ``vocals``); where nothing records one, the files are ``target<ext>``
+    and ``residual<ext>``, never a guessed name. ``output_format`` picks the container and sample format
+    (default 32-bit float WAV; ``s2g separate`` defaults to 16-bit PCM); integer formats clip to [-1, 1]
+    and ``clipped_samples`` counts what was clipped.
+
+    Everything is checked before anything is written: the settings, the model, every input (exists, a
+    regular file, readable audio), that no two inputs share a stem, and that no output exists (unless
+    ``overwrite``) or is a directory. Bad input and operating-system errors while writing (full disk,
+    name too long, permission denied) raise :class:`InputError` naming the path; the failing input's
+    files are removed (they are staged and renamed into place only when complete); inputs finished
+    before it stay. An input with NaN or inf samples is refused when they are read.
+
+    Callbacks, for a user interface (this module draws nothing): ``on_start(job)`` before each input,
+    ``on_progress(done_frames, total_frames)`` as its output is written (frames at the input's rate),
+    ``on_result(result)`` once its files are in place.
+    """
     if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
         raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
     if not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
         raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
-    audio, out = Path(audio), Path(out)
-    if out.exists() and not out.is_dir():
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
+    if not audio:
+        raise InputError("no audio files given")
+    info = read_model_info(resolve_model(model))
+    jobs = _plan(info, [Path(a) for a in audio], Path(out), output_format, overwrite)
+    session = _session(info.path, threads)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return session.run(None, {info.input_name: x})[0]
+
+    model_sr = info.sample_rate_hz
+    chunk = max(1, round(chunk_seconds * model_sr))
+    overlap = min(round(overlap_seconds * model_sr), chunk // 2)
+    results = []
+    with _terminate_as_interrupt():
+        for job in jobs:
+            if on_start is not None:
+                on_start(job)
+            started = time.perf_counter()
+            chunks, clipped = _separate_one(job, run, chunk, overlap, output_format, overwrite, on_progress)
+            result = SeparationResult(
+                info.path,
+                job.input,
+                job.target,
+                job.residual,
+                job.sample_rate_hz,
+                model_sr,
+                job.resampled,
+                job.channels,
+                job.frames,
+                chunks,
+                chunk / model_sr,
+                overlap / model_sr,
+                time.perf_counter() - started,
+                output_format.container,
+                output_format.subtype,
+                clipped,
+            )
+            results.append(result)
+            if on_result is not None:
+                on_result(result)
+    return results
+
+
+def _plan(info: ModelInfo, inputs: list[Path], out: Path, fmt: OutputFormat, overwrite: bool) -> list[SeparationJob]:
+    """Check every input and output path; nothing is created."""
+    out_stat = _stat(out)
+    if out_stat is not None and not stat.S_ISDIR(out_stat.st_mode):
         raise InputError(f"output {out} exists and is not a directory")
-    target_path, residual_path = out / f"{audio.stem}_target.wav", out / f"{audio.stem}_residual.wav"
-    for p in (target_path, residual_path):
-        if p.exists() and not overwrite:
-            raise InputError(f"output file {p} exists; pass --overwrite to replace it")
-    source = SoundFileSource(audio)
+    target_name, residual_name = output_names(info.target_source)
+    jobs, by_stem = [], {}
+    for path in inputs:
+        frames, channels, sr = _check_input(path)
+        if path.stem in by_stem:
+            raise InputError(
+                f"inputs {by_stem[path.stem]} and {path} would both write to {out / path.stem}; "
+                "rename one, or separate them in two calls with different --out"
+            )
+        by_stem[path.stem] = path
+        folder = out / path.stem
+        folder_stat = _stat(folder)
+        if folder_stat is not None and not stat.S_ISDIR(folder_stat.st_mode):
+            raise InputError(f"{folder}: exists and is not a directory (the outputs of {path} go there)")
+        target, residual = (folder / f"{name}{fmt.extension}" for name in (target_name, residual_name))
+        for p in (target, residual):
+            st = _stat(p)
+            if st is not None and stat.S_ISDIR(st.st_mode):
+                raise InputError(f"{p}: is a directory, where an output file would be written")
+            if st is not None and not overwrite:
+                raise InputError(f"output file {p} exists; pass --overwrite to replace it")
+        jobs.append(SeparationJob(path, target, residual, frames, channels, sr, info.sample_rate_hz))
+    ancestor, st = next((p, st) for p in [out.absolute(), *out.absolute().parents] if (st := _stat(p)) is not None)
+    if not stat.S_ISDIR(st.st_mode):
+        raise InputError(f"cannot write the output {out}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write the output {out}: {ancestor}: Permission denied")
+    return jobs
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    """``os.stat(path)``, None where nothing is there; other failures (name too long...) are InputError."""
     try:
-        sr, model_sr = source.sample_rate_hz, info.sample_rate_hz
-        session = _session(info.path, threads)
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as exc:
+        raise InputError(f"{path}: {_cause(exc)}") from None
 
-        def run(x: np.ndarray) -> np.ndarray:
-            return session.run(None, {info.input_name: x})[0]
 
-        chunk = max(1, round(chunk_seconds * model_sr))
-        overlap = min(round(overlap_seconds * model_sr), chunk // 2)
-        out.mkdir(parents=True, exist_ok=True)
-        kwargs = {"samplerate": sr, "channels": source.channels, "subtype": OUTPUT_SUBTYPE, "format": "WAV"}
-        # contexts exit in reverse: the SoundFiles close (headers flushed) before atomic_file renames them
-        with (
-            atomic_file(target_path, overwrite) as tmp_t,
-            atomic_file(residual_path, overwrite) as tmp_r,
-            sf.SoundFile(tmp_t, "w", **kwargs) as ft,
-            sf.SoundFile(tmp_r, "w", **kwargs) as fr,
-        ):
-            if sr == model_sr:
+def _check_input(path: Path) -> tuple[int, int, int]:
+    """(frames, channels, sample rate) of an input that exists, is a regular file and is readable audio."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise InputError(f"{path}: {_cause(exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a directory" if stat.S_ISDIR(st.st_mode) else "a FIFO" if stat.S_ISFIFO(st.st_mode) else "special"
+        raise InputError(f"{path}: not a regular file ({kind}); give an audio file")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise InputError(f"{path}: {_cause(exc)}") from None
+    source = SoundFileSource(path)  # InputError naming the file if it is not audio
+    source.close()
+    if source.channels < 1 or source.sample_rate_hz < 1:
+        raise InputError(f"{path}: cannot read audio ({source.channels} channels at {source.sample_rate_hz} Hz)")
+    return source.frames, source.channels, source.sample_rate_hz
+
+
+def _separate_one(job: SeparationJob, run, chunk: int, overlap: int, fmt: OutputFormat, overwrite: bool, on_progress):
+    """Separate one checked input into staging files, then rename them into place; (chunks, clipped)."""
+    folder = job.target.parent
+    created = _make_dirs(folder)
+    staging, placed = None, False
+    try:
+        with _os_errors(folder):
+            staging = Path(tempfile.mkdtemp(prefix=_STAGING_PREFIX, dir=folder))
+        staged = (staging / job.target.name, staging / job.residual.name)
+        source = _FiniteSource(SoundFileSource(job.input))
+        writers: list[_AudioWriter] = []
+        try:
+            for tmp, final in zip(staged, (job.target, job.residual), strict=True):
+                writers.append(_AudioWriter(tmp, final, fmt, job.sample_rate_hz, job.channels))
+            target_out, residual_out = writers
+
+            def write(target: np.ndarray, mixture: np.ndarray) -> None:
+                target_out.write(target)
+                residual_out.write(mixture - target)
+
+            def progress(done: int) -> None:
+                if on_progress is not None:
+                    on_progress(done, job.frames)
+
+            progress(0)
+            if not job.resampled:
 
                 def emit(start: int, target: np.ndarray, mixture: np.ndarray) -> None:
-                    ft.write(target)
-                    fr.write(mixture - target)
+                    write(target, mixture)
+                    progress(start + len(target))
 
                 chunks = overlap_add(source, run, chunk, overlap, emit)
             else:
-                log.info("resampling %s from %d Hz to the model's %d Hz and back", audio, sr, model_sr)
-                chunks = _separate_resampled(source, run, model_sr, chunk, overlap, ft, fr, out)
-    finally:
-        source.close()
-    return SeparationResult(
-        info.path,
-        audio,
-        target_path,
-        residual_path,
-        sr,
-        model_sr,
-        sr != model_sr,
-        source.channels,
-        source.frames,
-        chunks,
-        chunk / model_sr,
-        overlap / model_sr,
-        time.perf_counter() - started,
-    )
-
-
-def _separate_resampled(source, run, model_sr: int, chunk: int, overlap: int, ft, fr, out: Path) -> int:
-    """Separate at the model's rate into a scratch WAV, then resample the target back chunk by chunk."""
-    import soundfile as sf
-
-    fd, scratch = tempfile.mkstemp(prefix=".s2g-separate-", suffix=".wav", dir=out)
-    os.close(fd)
-    try:
-        model_source = ResampledSource(source, model_sr)
-        with sf.SoundFile(scratch, "w", model_sr, source.channels, "FLOAT", format="WAV") as fs:
-            chunks = overlap_add(model_source, run, chunk, overlap, lambda s, target, mixture: fs.write(target))
-        back = SoundFileSource(Path(scratch))
-        try:
-            target = ResampledSource(back, source.sample_rate_hz, frames=source.frames)
-            for a in range(0, source.frames, _IO_BLOCK):
-                b = min(a + _IO_BLOCK, source.frames)
-                t = target.read(a, b)
-                ft.write(t)
-                fr.write(source.read(a, b) - t)
+                log.info(
+                    "resampling %s from %d Hz to the model's %d Hz and back",
+                    job.input,
+                    job.sample_rate_hz,
+                    job.model_sample_rate_hz,
+                )
+                chunks = _separate_resampled(source, run, job.model_sample_rate_hz, chunk, overlap, write, progress)
+            for w in writers:
+                w.close()
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
         finally:
-            back.close()
+            source.close()
+        _place(staged, (job.target, job.residual), overwrite)
+        placed = True
     finally:
-        Path(scratch).unlink(missing_ok=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not placed:
+            for p in reversed(created):
+                with contextlib.suppress(OSError):
+                    p.rmdir()
+    return chunks, target_out.clipped + residual_out.clipped
+
+
+def _separate_resampled(source, run, model_sr: int, chunk: int, overlap: int, write, progress) -> int:
+    """Separate at the model's rate and resample the target back as the chunks come (no scratch file).
+
+    An output block is computed as soon as every model-rate target frame it depends on has been
+    emitted; only those frames are kept, so memory stays flat. The blocks and their inputs are those
+    of :class:`ResampledSource` reading the whole model-rate target, so the result is the same.
+    """
+    model_source = ResampledSource(source, model_sr)
+    back = Resampler(model_sr, source.sample_rate_hz)
+    frames, channels = source.frames, source.channels
+    held = np.zeros((0, channels), np.float32)  # model-rate target frames [held_start, held_start + len(held))
+    held_start = next_frame = 0
+
+    def drain(final: bool) -> None:
+        nonlocal held, held_start, next_frame
+        while next_frame < frames:
+            j0, j1 = next_frame, min(next_frame + _BACK_BLOCK, frames)
+            k0, k1 = back.input_range(j0, j1)
+            if not final and k1 > held_start + len(held):
+                return
+            x = np.zeros((k1 - k0, channels), np.float32)  # zeros outside the model-rate signal
+            lo, hi = max(k0, held_start), min(k1, held_start + len(held))
+            if hi > lo:
+                x[lo - k0 : hi - k0] = held[lo - held_start : hi - held_start]
+            write(back.apply(x, k0, j0, j1), source.read(j0, j1))
+            next_frame = j1
+            progress(next_frame)
+            keep = min(max(back.input_range(j1, j1 + 1)[0], held_start), held_start + len(held))
+            held, held_start = held[keep - held_start :], keep
+
+    def emit(start: int, target: np.ndarray, mixture: np.ndarray) -> None:
+        nonlocal held
+        held = np.concatenate([held, target])
+        drain(final=False)
+
+    chunks = overlap_add(model_source, run, chunk, overlap, emit)
+    drain(final=True)
     return chunks
+
+
+class _FiniteSource:
+    """A source that refuses NaN and inf samples as they are read."""
+
+    def __init__(self, source):
+        self.source = source
+        self.frames, self.channels, self.sample_rate_hz = source.frames, source.channels, source.sample_rate_hz
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        x = self.source.read(a, b)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            frame = a + int(np.argmin(finite))
+            raise InputError(
+                f"{self.source.path}: contains non-finite samples (NaN or inf), the first at frame {frame} "
+                f"({frame / self.sample_rate_hz:.3f} s)"
+            )
+        return x
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def _open_output(path: Path):
+    """The binary file an output is written to (a seam for tests that simulate a full disk)."""
+    return open(path, "w+b")  # closed by _AudioWriter
+
+
+class _GuardedFile:
+    """A file for soundfile's virtual I/O that never raises inside libsndfile's callbacks.
+
+    An exception there would be printed and lost, and libsndfile would report a bare failure; instead
+    the first OSError (a full disk...) is kept, the call reports failure, and the writer raises it.
+    """
+
+    def __init__(self, file):
+        self.file = file
+        self.error: OSError | None = None
+
+    def _guard(self, call, failed):
+        if self.error is not None:
+            return failed
+        try:
+            return call()
+        except OSError as exc:
+            self.error = exc
+            return failed
+
+    def write(self, data) -> int:
+        return self._guard(lambda: self.file.write(data), 0)
+
+    def read(self, n: int = -1) -> bytes:
+        return self._guard(lambda: self.file.read(n), b"")
+
+    def readinto(self, buffer) -> int:
+        return self._guard(lambda: self.file.readinto(buffer), 0)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._guard(lambda: self.file.seek(offset, whence), -1)
+
+    def tell(self) -> int:
+        return self._guard(self.file.tell, -1)
+
+
+class _AudioWriter:
+    """One staged output file: clips (and counts) for integer formats; errors name the final path."""
+
+    def __init__(self, tmp: Path, final: Path, fmt: OutputFormat, sample_rate_hz: int, channels: int):
+        import soundfile as sf
+
+        self.final, self.fmt, self.clipped = final, fmt, 0
+        self._sf = None
+        with _os_errors(final):
+            self._raw = _GuardedFile(_open_output(tmp))
+        try:
+            self._sf = sf.SoundFile(self._raw, "w", sample_rate_hz, channels, fmt.subtype, format=fmt.container)
+        except Exception as exc:
+            self.abort()
+            self._raise(exc, f"cannot write {fmt.describe()} at {sample_rate_hz} Hz, {channels} channel(s)")
+
+    def write(self, data: np.ndarray) -> None:
+        if self.fmt.clips:
+            over = int(np.count_nonzero(np.abs(data) > 1))
+            if over:
+                self.clipped += over
+                data = np.clip(data, -1, 1)
+        try:
+            self._sf.write(data)
+        except Exception as exc:
+            self._raise(exc, "write failed")
+
+    def close(self) -> None:
+        try:
+            self._sf.close()
+        except Exception as exc:
+            self._raise(exc, "write failed")
+        with _os_errors(self.final):
+            self._raw.file.close()  # flushes: a full disk can show here too
+        self._raise_kept()
+
+    def abort(self) -> None:
+        if self._sf is not None:
+            with contextlib.suppress(Exception):
+                self._sf.close()
+        with contextlib.suppress(OSError):
+            self._raw.file.close()
+
+    def _raise_kept(self) -> None:
+        if self._raw.error is not None:
+            raise InputError(f"{self.final}: {_cause(self._raw.error)}") from None
+
+    def _raise(self, exc: BaseException, what: str):
+        self._raise_kept()
+        if isinstance(exc, OSError):
+            raise InputError(f"{self.final}: {_cause(exc)}") from None
+        raise InputError(f"{self.final}: {what} ({_first_line(exc)})") from None
+
+
+def _place(staged: tuple[Path, ...], finals: tuple[Path, ...], overwrite: bool) -> None:
+    """Rename the finished files into place; if one cannot be, the ones already placed are removed."""
+    placed = []
+    try:
+        for tmp, final in zip(staged, finals, strict=True):
+            with _os_errors(final):
+                if not overwrite and os.path.lexists(final):  # appeared while we worked
+                    raise InputError(f"output file {final} exists; pass --overwrite to replace it")
+                if os.path.isdir(final):
+                    raise InputError(f"{final}: is a directory, where an output file would be written")
+                os.replace(tmp, final)
+            placed.append(final)
+    except BaseException:
+        for p in placed:
+            with contextlib.suppress(OSError):
+                p.unlink()
+        raise
+
+
+def _make_dirs(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns those created, outermost first."""
+    missing = []
+    for p in [folder, *folder.parents]:
+        if _stat(p) is not None:
+            break
+        missing.append(p)
+    created = []
+    try:
+        for p in reversed(missing):
+            with _os_errors(p):
+                p.mkdir()
+            created.append(p)
+    except BaseException:
+        for p in reversed(created):
+            with contextlib.suppress(OSError):
+                p.rmdir()
+        raise
+    return created
+
+
+@contextlib.contextmanager
+def _os_errors(path: Path):
+    """An OSError in the block becomes an InputError naming ``path`` and the cause (one line)."""
+    try:
+        yield
+    except OSError as exc:
+        raise InputError(f"{path}: {_cause(exc)}") from None
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM unwinds like Ctrl-C while outputs are staged, so they are cleaned up (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+def _cause(exc: OSError) -> str:
+    if exc.strerror:
+        return exc.strerror
+    if exc.errno:
+        return os.strerror(exc.errno)
+    return _first_line(exc)
 
 
 def _first_line(exc: BaseException) -> str:

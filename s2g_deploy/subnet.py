@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from s2g_deploy.errors import SubnetError
 
-_SUBNET_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+_SUBNET_RE = re.compile(r"^\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*$", re.ASCII)  # ASCII digits only
 
 
 @dataclass(frozen=True, order=True)

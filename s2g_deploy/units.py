@@ -12,7 +12,8 @@ import re
 from s2g_deploy.errors import InputError
 
 _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_SIZE_RE = re.compile(r"^\s*((?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([kKmMgGtT]?)\s*$")
+# ASCII digits only: Python's \d (and float()) would take Arabic-Indic or full-width digits
+_SIZE_RE = re.compile(r"^\s*((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*$", re.ASCII)
 _EXAMPLE = "a positive number with an optional K, M, G or T suffix (powers of 1000), e.g. 300M or 1.5M"
 
 

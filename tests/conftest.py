@@ -1,4 +1,6 @@
 import os
+import shutil
+import tempfile
 
 import pytest
 import torch
@@ -6,12 +8,21 @@ import torch
 from s2g_deploy.models.elastic import ElasticBSRNN
 from s2g_deploy.models.registry import get_preset
 
+_CACHE = tempfile.mkdtemp(prefix="s2g-test-cache-")
+
 
 def pytest_configure(config):
     # Tests use tiny models, where intra-op threads only contend with each other (and with the subprocesses
     # some tests start): one thread makes the suite several times faster on a 2-core machine.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     torch.set_num_threads(1)
+    # Tests never write into the user's ~/.cache/s2g_deploy (nor into an S2G_CACHE_DIR the user set):
+    # every cost cache and latency model of the session goes to a private directory, removed at the end.
+    os.environ["S2G_CACHE_DIR"] = _CACHE
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_CACHE, ignore_errors=True)
 
 
 def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:

@@ -1,8 +1,12 @@
-"""s2g separate: chunked overlap-add, per-channel stereo, resampling, and the file-level contract."""
+"""s2g separate: chunked overlap-add, per-channel stereo, resampling, and the file-level contract
+(several inputs, demucs-style names, output formats, bad input and OS errors, what the user sees)."""
 
+import io
 import itertools
 import json
 import math
+import os
+import shutil
 
 import numpy as np
 import onnx
@@ -13,12 +17,21 @@ from conftest import make_supernet
 from typer.testing import CliRunner
 
 from s2g_deploy import api
+from s2g_deploy import separate as separate_module
 from s2g_deploy.checkpoint import CheckpointMeta, save_checkpoint
 from s2g_deploy.cli.app import app
 from s2g_deploy.errors import InputError
 from s2g_deploy.export import parity
 from s2g_deploy.export.parity import synthetic_music
-from s2g_deploy.separate import ArraySource, ResampledSource, Resampler, chunk_plan, overlap_add
+from s2g_deploy.separate import (
+    ArraySource,
+    ResampledSource,
+    Resampler,
+    chunk_plan,
+    output_names,
+    overlap_add,
+    read_model_info,
+)
 
 runner = CliRunner()
 SR = 16000
@@ -118,16 +131,32 @@ def test_resampler_ratio_is_reduced():
 # --- the command ---------------------------------------------------------------------------------
 
 
+def _cli(*args):
+    return runner.invoke(app, ["separate", *map(str, args)])
+
+
+def _tone(path, frames=SR // 2, sr=SR, channels=1, subtype="FLOAT", amplitude=0.5):
+    sf.write(path, amplitude * _stereo(frames, sr)[:, :channels], sr, subtype=subtype)
+    return path
+
+
+def _files(root):
+    """Every file and directory under ``root`` (relative), hidden ones included."""
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+
+
 def test_separate_a_short_mono_file_equals_one_model_run(model_dir, tmp_path):
     x = _stereo(SR * 2 + 7)[:, :1]
     sf.write(tmp_path / "m.wav", x, SR, subtype="FLOAT")
     result = api.separate(model_dir, tmp_path / "m.wav", tmp_path / "out", chunk_seconds=5)
+    assert (result.target, result.residual) == (tmp_path / "out/m/target.wav", tmp_path / "out/m/residual.wav")
     target, sr = sf.read(result.target, dtype="float32", always_2d=True)
     residual, _ = sf.read(result.residual, dtype="float32", always_2d=True)
     assert sr == SR and target.shape == residual.shape == x.shape
     assert np.abs(target - _run_whole(model_dir, x)).max() <= 1e-6
     assert np.abs(target + residual - x).max() <= 1e-6
     assert result.chunks == 1 and not result.resampled
+    assert sf.info(result.target).subtype == "FLOAT"  # the library's default: float, lossless
 
 
 def test_stereo_is_separated_per_channel_in_chunks(model_dir, tmp_path):
@@ -152,18 +181,16 @@ def test_stereo_is_separated_per_channel_in_chunks(model_dir, tmp_path):
 def test_other_sample_rates_are_resampled_and_back(model_dir, tmp_path):
     x = _stereo(22050 * 3 + 11, 22050)
     sf.write(tmp_path / "r.wav", x, 22050, subtype="PCM_16")
-    result = runner.invoke(
-        app, ["separate", str(model_dir), str(tmp_path / "r.wav"), "--out", str(tmp_path / "o"), "--json"]
-    )
+    result = _cli(model_dir, tmp_path / "r.wav", "--out", tmp_path / "o", "--json", "--float32")
     assert result.exit_code == 0, result.output
-    doc = json.loads(result.stdout)
+    (doc,) = json.loads(result.stdout)
     assert doc["resampled"] and doc["sample_rate_hz"] == 22050 and doc["model_sample_rate_hz"] == SR
     target, sr = sf.read(doc["target"], dtype="float32")
     residual, _ = sf.read(doc["residual"], dtype="float32")
     mixture, _ = sf.read(tmp_path / "r.wav", dtype="float32")
     assert sr == 22050 and target.shape == residual.shape == x.shape
     assert np.abs(target + residual - mixture).max() <= 1e-6
-    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["r_residual.wav", "r_target.wav"]  # no scratch left
+    assert _files(tmp_path / "o") == ["r", "r/residual.wav", "r/target.wav"]  # no scratch or staging left
 
 
 def test_empty_file_gives_empty_outputs(model_dir, tmp_path):
@@ -173,9 +200,10 @@ def test_empty_file_gives_empty_outputs(model_dir, tmp_path):
 
 
 def _one_line_error(args, code=2, match=""):
-    result = runner.invoke(app, args)
+    result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == code, result.output
-    assert match in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert match in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "Traceback" not in result.output
     return result
 
 
@@ -183,7 +211,8 @@ def test_unreadable_and_missing_inputs_exit_2(model_dir, tmp_path):
     (tmp_path / "junk.wav").write_bytes(b"RIFF not really a wav file")
     out = str(tmp_path / "o")
     _one_line_error(["separate", str(model_dir), str(tmp_path / "junk.wav"), "--out", out], match="junk.wav")
-    _one_line_error(["separate", str(model_dir), str(tmp_path / "none.wav"), "--out", out], match="none.wav")
+    missing = _one_line_error(["separate", str(model_dir), str(tmp_path / "none.wav"), "--out", out], match="none.wav")
+    assert "no such file" in missing.stderr and "System error" not in missing.stderr
     _one_line_error(["separate", str(tmp_path), str(tmp_path / "junk.wav"), "--out", out], match="model.onnx")
     assert not (tmp_path / "o").exists()
 
@@ -209,8 +238,320 @@ def test_existing_outputs_need_overwrite(model_dir, tmp_path):
     sf.write(tmp_path / "a.wav", np.zeros((100, 1), np.float32), SR)
     args = ["separate", str(model_dir), str(tmp_path / "a.wav"), "--out", str(tmp_path / "o")]
     assert runner.invoke(app, args).exit_code == 0
-    before = (tmp_path / "o" / "a_target.wav").read_bytes()
+    before = (tmp_path / "o" / "a" / "target.wav").read_bytes()
     _one_line_error(args, match="--overwrite")
-    assert (tmp_path / "o" / "a_target.wav").read_bytes() == before
+    assert (tmp_path / "o" / "a" / "target.wav").read_bytes() == before
     assert runner.invoke(app, [*args, "--overwrite"]).exit_code == 0
     _one_line_error([*args, "--overwrite", "--overlap-seconds", "9"], match="--overlap-seconds")
+    _one_line_error([*args, "--overwrite", "--chunk-seconds", "0"], match="--chunk-seconds")
+
+
+# --- several inputs, naming, formats --------------------------------------------------------------
+
+
+def test_several_inputs_in_one_call_and_one_json_document(model_dir, tmp_path):
+    a = _tone(tmp_path / "a.wav", channels=2)
+    b = _tone(tmp_path / "b.flac", frames=SR // 3, subtype="PCM_16")
+    result = _cli(model_dir, a, b, "--out", tmp_path / "sep")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        f"{a} -> {tmp_path}/sep/a/target.wav, {tmp_path}/sep/a/residual.wav",
+        f"{b} -> {tmp_path}/sep/b/target.wav, {tmp_path}/sep/b/residual.wav",
+    ]
+    assert _files(tmp_path / "sep") == ["a", "a/residual.wav", "a/target.wav", "b", "b/residual.wav", "b/target.wav"]
+    assert (
+        sf.info(tmp_path / "sep/a/target.wav").channels == 2
+        and sf.info(tmp_path / "sep/b/target.wav").frames == SR // 3
+    )
+    result = _cli(model_dir, a, b, "--out", tmp_path / "sep2", "--json")
+    assert result.exit_code == 0, result.output
+    docs = json.loads(result.stdout)  # one document for the whole call
+    assert [d["input"] for d in docs] == [str(a), str(b)]
+    keys = {"input", "outputs", "sample_rate_hz", "model_sample_rate_hz", "frames", "chunks", "wall_s"}
+    assert all(keys | {"real_time_factor", "clipped_samples"} <= d.keys() for d in docs)
+    assert docs[1]["outputs"] == {
+        "target": f"{tmp_path}/sep2/b/target.wav",
+        "residual": f"{tmp_path}/sep2/b/residual.wav",
+    }
+    assert docs[0]["frames"] == SR // 2 and docs[0]["chunks"] == 1 and docs[0]["clipped_samples"] == 0
+
+
+def _with_props(model_dir, dest, extra: dict):
+    model = onnx.load(str(model_dir / "model.onnx"))
+    onnx.helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, **extra})
+    onnx.save(model, str(dest))
+    return dest
+
+
+def test_outputs_are_named_by_the_recorded_source(model_dir, tmp_path):
+    audio = _tone(tmp_path / "song.wav")
+    # the export's manifest records the checkpoint's training target
+    export = tmp_path / "export"
+    shutil.copytree(model_dir, export)
+    manifest = json.loads((export / "manifest.json").read_text())
+    manifest["training"] = {"target": "vocals", "steps": 3}
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    result = _cli(export, audio, "--out", tmp_path / "o1")
+    assert result.exit_code == 0, result.output
+    assert _files(tmp_path / "o1") == ["song", "song/no_vocals.wav", "song/vocals.wav"]
+    # the ONNX metadata records it (and wins); a lone model.onnx needs nothing else
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    _with_props(model_dir, lone / "model.onnx", {"s2g.training": json.dumps({"target": "drums"})})
+    assert _cli(lone, audio, "--out", tmp_path / "o2", "--flac").exit_code == 0
+    assert _files(tmp_path / "o2") == ["song", "song/drums.flac", "song/no_drums.flac"]
+    # nothing records it: no guessed name
+    assert read_model_info(model_dir / "model.onnx").target_source is None
+    assert output_names(None) == ("target", "residual") and output_names("vocals") == ("vocals", "no_vocals")
+    # a manifest that is not this model's (its hash differs) is ignored
+    other = _with_props(model_dir, export / "model.onnx", {"s2g.note": "changed"})
+    assert read_model_info(other).target_source is None
+    # a recorded name that is no plain file-name word is ignored
+    odd = _with_props(model_dir, tmp_path / "odd.onnx", {"s2g.target": "../x"})
+    assert read_model_info(odd).target_source is None
+
+
+def test_inputs_with_the_same_stem_are_refused(model_dir, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = _tone(tmp_path / "a/song.wav"), _tone(tmp_path / "b/song.flac", subtype="PCM_16")
+    error = _one_line_error(["separate", model_dir, first, second, "--out", tmp_path / "o"], match=str(first))
+    assert str(second) in error.stderr and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize(
+    ("options", "name", "container", "subtype"),
+    [
+        ([], "target.wav", "WAV", "PCM_16"),
+        (["--int24"], "target.wav", "WAV", "PCM_24"),
+        (["--float32"], "target.wav", "WAV", "FLOAT"),
+        (["--flac"], "target.flac", "FLAC", "PCM_16"),
+        (["--flac", "--int24"], "residual.flac", "FLAC", "PCM_24"),
+    ],
+)
+def test_output_formats(model_dir, tmp_path, options, name, container, subtype):
+    audio = _tone(tmp_path / "a.wav", channels=2)
+    result = _cli(model_dir, audio, "--out", tmp_path / "o", *options)
+    assert result.exit_code == 0, result.output
+    info = sf.info(tmp_path / "o" / "a" / name)
+    assert (info.format, info.subtype, info.samplerate, info.channels) == (container, subtype, SR, 2)
+    samples, _ = sf.read(tmp_path / "o" / "a" / name, dtype="float32")
+    assert samples.shape == (SR // 2, 2) and np.isfinite(samples).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [(["--int24", "--float32"], ("--int24", "--float32")), (["--float32", "--flac"], ("--float32", "--flac"))],
+)
+def test_conflicting_format_options_are_refused(model_dir, tmp_path, options, names):
+    audio = _tone(tmp_path / "a.wav")
+    error = _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "o", *options])
+    assert all(n in error.stderr for n in names) and not (tmp_path / "o").exists()
+
+
+def test_16_bit_output_clips_counts_and_warns(model_dir, tmp_path):
+    loud = np.sign(_stereo(SR, SR)[:, :1]).astype(np.float32)  # full-scale square-ish wave
+    sf.write(tmp_path / "loud.wav", loud, SR, subtype="FLOAT")
+    assert _cli(model_dir, tmp_path / "loud.wav", "--out", tmp_path / "f", "--float32").exit_code == 0
+    floats = [sf.read(tmp_path / "f/loud" / n, dtype="float32")[0] for n in ("target.wav", "residual.wav")]
+    expected = sum(int(np.count_nonzero(np.abs(x) > 1)) for x in floats)
+    assert expected > 0  # the residual of a full-scale input exceeds full scale somewhere
+    result = _cli(model_dir, tmp_path / "loud.wav", "--out", tmp_path / "i", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)[0]["clipped_samples"] == expected
+    (line,) = result.stderr.strip().splitlines()
+    assert line == (
+        f"warning: {tmp_path / 'loud.wav'}: {expected} samples clipped to [-1, 1] in the 16-bit output; "
+        "pass --float32 for float WAV, which never clips"
+    )
+    for n, x in zip(("target.wav", "residual.wav"), floats, strict=True):
+        y, _ = sf.read(tmp_path / "i/loud" / n, dtype="float32")
+        assert np.abs(y).max() <= 1 and np.abs(y - np.clip(x, -1, 1)).max() <= 2 / 32767  # clipped, not wrapped
+
+
+# --- bad input: exit 2, one line, nothing written -------------------------------------------------
+
+
+def _nan_file(path, bad_frame, value=np.nan, frames=SR, sr=SR):
+    x = 0.1 * _stereo(frames, sr)[:, :1]
+    x[bad_frame] = value
+    sf.write(path, x, sr, subtype="FLOAT")
+    return path
+
+
+def _fifo(path):
+    os.mkfifo(path)
+    return path
+
+
+def _folder(path):
+    path.mkdir()
+    return path
+
+
+def _junk(path):
+    path.write_bytes(b"RIFF....WAVEjunk")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make", "match", "checked_first"),
+    [
+        (lambda d: d / "none.wav", "none.wav: no such file", True),
+        (lambda d: _folder(d / "folder.wav"), "folder.wav: not a regular file", True),
+        (lambda d: _fifo(d / "pipe.wav"), "pipe.wav: not a regular file", True),
+        (lambda d: _junk(d / "junk.wav"), "junk.wav: cannot read audio", True),
+        (lambda d: d / ("x" * 300 + ".wav"), "File name too long", True),
+        (lambda d: _nan_file(d / "nan.wav", 5), "nan.wav: contains non-finite samples (NaN or inf)", False),
+        (
+            lambda d: _nan_file(d / "inf.wav", SR - 3, np.inf),
+            "inf.wav: contains non-finite samples (NaN or inf)",
+            False,
+        ),
+        (
+            lambda d: _nan_file(d / "late[1].wav", 3 * SR - 1, -np.inf, 3 * SR),
+            "late[1].wav: contains non-finite",
+            False,
+        ),
+        (lambda d: _nan_file(d / "r.wav", 44099, frames=44100, sr=44100), "r.wav: contains non-finite", False),
+    ],
+    ids=["missing", "directory", "fifo", "garbage", "name-too-long", "nan", "inf", "inf-in-a-later-chunk", "resampled"],
+)
+def test_bad_inputs_exit_2_and_write_nothing(model_dir, tmp_path, make, match, checked_first):
+    (tmp_path / "in").mkdir()
+    bad = make(tmp_path / "in")
+    out = tmp_path / "o"
+    chunked = ["--chunk-seconds", "1", "--overlap-seconds", "0.1"]
+    _one_line_error(["separate", model_dir, bad, "--out", out, *chunked], match=match)
+    assert not out.exists()
+    if checked_first:  # checked before anything is written, even after a good input
+        good = _tone(tmp_path / "good.wav")
+        result = _one_line_error(["separate", model_dir, good, bad, "--out", out], match=match)
+        assert not out.exists() and result.stdout == ""
+
+
+def test_a_failing_input_keeps_the_finished_ones_and_leaves_no_partial_files(model_dir, tmp_path):
+    good = _tone(tmp_path / "good.wav")
+    bad = _nan_file(tmp_path / "bad.wav", 2 * SR + 10, frames=3 * SR)
+    result = _one_line_error(
+        ["separate", model_dir, good, bad, "--out", tmp_path / "o", "--chunk-seconds", "1", "--overlap-seconds", "0.2"],
+        match="bad.wav",
+    )
+    assert result.stdout == f"{good} -> {tmp_path}/o/good/target.wav, {tmp_path}/o/good/residual.wav\n"
+    assert _files(tmp_path / "o") == ["good", "good/residual.wav", "good/target.wav"]  # no bad/, no staging
+
+
+@pytest.mark.parametrize("threads", ["-1", "0"])
+def test_threads_must_be_at_least_one(model_dir, tmp_path, threads):
+    audio = _tone(tmp_path / "a.wav")
+    _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "o", "--threads", threads], match="--threads")
+    assert not (tmp_path / "o").exists()
+    assert _cli(model_dir, audio, "--out", tmp_path / "o", "--threads", "1").exit_code == 0
+
+
+# --- operating-system errors while writing ---------------------------------------------------------
+
+
+def test_an_output_name_too_long_exits_2(model_dir, tmp_path):
+    audio = _tone(tmp_path / "a.wav")
+    out = tmp_path / "o" / ("d" * 300)
+    error = _one_line_error(["separate", model_dir, audio, "--out", out], match="File name too long")
+    assert str(tmp_path / "o") in error.stderr and not (tmp_path / "o").exists()
+    long_stem = _tone(tmp_path / ("s" * 250 + ".wav"))  # a long but legal name works: short staging names
+    assert _cli(model_dir, long_stem, "--out", tmp_path / "o").exit_code == 0
+    assert _files(tmp_path / "o" / long_stem.stem) == ["residual.wav", "target.wav"]
+
+
+def test_a_file_where_an_output_directory_goes(model_dir, tmp_path):
+    audio = _tone(tmp_path / "a.wav")
+    (tmp_path / "f").write_text("x")
+    _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "f"], match="is not a directory")
+    _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "f/sub"], match=f"{tmp_path / 'f'} is not a")
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o/a").write_text("x")  # where the outputs of a.wav would go
+    _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "o"], match=f"{tmp_path / 'o/a'}: exists")
+    assert _files(tmp_path / "o") == ["a"] and (tmp_path / "f").read_text() == "x"
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_directory_where_an_output_goes(model_dir, tmp_path, overwrite):
+    audio = _tone(tmp_path / "a.wav")
+    (tmp_path / "o/a/target.wav").mkdir(parents=True)
+    error = _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "o", *overwrite], match="is a directory")
+    assert f"{tmp_path}/o/a/target.wav" in error.stderr
+    assert _files(tmp_path / "o") == ["a", "a/target.wav"]  # the directory untouched, nothing else written
+
+
+@pytest.mark.parametrize(
+    ("opener", "cause"),
+    [
+        (lambda path: open("/dev/full", "r+b"), "No space left on device"),  # noqa: SIM115
+        (lambda path: (_ for _ in ()).throw(PermissionError(13, "Permission denied", str(path))), "Permission denied"),
+    ],
+    ids=["disk-full", "permission-denied"],
+)
+def test_os_errors_while_writing_name_the_file_and_leave_nothing(model_dir, tmp_path, monkeypatch, opener, cause):
+    if not os.path.exists("/dev/full") and "space" in cause:
+        pytest.skip("no /dev/full here")
+    audio = _tone(tmp_path / "a.wav")
+    monkeypatch.setattr(separate_module, "_open_output", opener)
+    error = _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "o"])
+    assert error.stderr.strip() == f"error: {tmp_path}/o/a/target.wav: {cause}"
+    assert not (tmp_path / "o").exists()
+
+
+# --- what the user sees ----------------------------------------------------------------------------
+
+
+def test_brackets_in_names_are_shown_as_written(model_dir, tmp_path):
+    audio = _tone(tmp_path / "song[live].wav")
+    result = _cli(model_dir, audio, "--out", tmp_path / "o[1]")
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        f"{audio} -> {tmp_path}/o[1]/song[live]/target.wav, {tmp_path}/o[1]/song[live]/residual.wav\n"
+    )
+    _one_line_error(["separate", model_dir, audio, "--out", tmp_path / "o[1]"], match="song[live]/target.wav exists")
+    _one_line_error(["separate", model_dir, tmp_path / "gone[x].wav", "--out", tmp_path / "p"], match="gone[x].wav")
+    (tmp_path / "junk[bold].wav").write_bytes(b"not audio")
+    _one_line_error(
+        ["separate", model_dir, tmp_path / "junk[bold].wav", "--out", tmp_path / "p"], match="junk[bold].wav"
+    )
+
+
+def test_model_rate_note_once_per_run(model_dir, tmp_path):
+    a = _tone(tmp_path / "a.wav", frames=44100 // 2, sr=44100)
+    b = _tone(tmp_path / "b.wav", frames=44100 // 3, sr=44100)
+    result = _cli(model_dir, a, b, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [
+        "note: model rate 16000 Hz (a 16 kHz model): content above 8000 Hz is not separated and is left in residual.wav"
+    ]
+    result = _cli(model_dir, _tone(tmp_path / "c.wav"), "--out", tmp_path / "p")  # at the model's rate: no note
+    assert result.exit_code == 0 and result.stderr == ""
+
+
+@pytest.mark.parametrize("rate", [SR, 44100])
+def test_progress_reports_frames_done_at_the_input_rate(model_dir, tmp_path, rate):
+    audio = _tone(tmp_path / "a.wav", frames=3 * rate + 5, sr=rate)
+    seen = []
+    separate_module.separate(
+        model_dir, audio, tmp_path / "o", chunk_seconds=1, overlap_seconds=0.25, on_progress=lambda *a: seen.append(a)
+    )
+    total = 3 * rate + 5
+    assert seen[0] == (0, total) and seen[-1] == (total, total) and len(seen) > 3
+    assert all(t == total for _, t in seen) and all(a <= b for (a, _), (b, _) in itertools.pairwise(seen))
+
+
+def test_a_progress_bar_on_a_terminal(model_dir, tmp_path, monkeypatch):
+    from rich.console import Console
+
+    from s2g_deploy.cli import output
+
+    screen = io.StringIO()
+    monkeypatch.setattr(output, "stderr", Console(file=screen, force_terminal=True, width=120))
+    audio = _tone(tmp_path / "bar.wav", frames=2 * 22050, sr=22050)
+    result = _cli(model_dir, audio, "--out", tmp_path / "o")
+    assert result.exit_code == 0, result.output
+    shown = screen.getvalue()
+    assert "bar.wav (22050 -> 16000 Hz and back)" in shown and "2.0/2.0 s of audio" in shown
+    assert result.stdout.startswith(f"{audio} -> ")  # results stay on stdout

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, progress, stdout
+from s2g_deploy.cli.output import emit_json, esc, handles_errors, progress, stdout
 
 _SHORT = {"onnx": "onnxruntime", "torch_dense": "torch dense", "torch_supernet": "torch supernet (masked)"}
 _DEVICE = typer.Option("--device", "-d", help="Device profile: a shipped name (`s2g profiles list`) or a .toml path.")
@@ -103,7 +103,7 @@ def render(report) -> None:
         for row in report.compare:
             ratio = row["latency_ms"]["p50"] / lat["p50"]
             stdout.print(f"  {row['implementation']}: {ratio:.2f}x the ONNX model's p50")
-    budgets = Table(title=f"Budgets of profile {report.profile}")
+    budgets = Table(title=f"Budgets of profile {esc(report.profile)}")
     for column in ("budget", "limit", "measured", "verdict"):
         budgets.add_column(column, justify="left" if column == "budget" else "right")
     for name, b in report.budgets.items():
@@ -122,7 +122,7 @@ def render(report) -> None:
         highlight=False,
     )
     for note in report.notes:
-        stdout.print(f"  note: {note}", highlight=False)
+        stdout.print(f"  note: {esc(note)}", highlight=False)
 
 
 @app.command()
@@ -165,7 +165,7 @@ def _render_model(model, cache_file: Path) -> None:
 
     from s2g_deploy.runtime.latency import UNITS, predict
 
-    table = Table(title=f"Latency model for profile {model.profile}: {model.statistic} in ms per run")
+    table = Table(title=f"Latency model for profile {esc(model.profile)}: {model.statistic} in ms per run")
     for column in ("subnet", "set", "measured", "predicted", "error"):
         table.add_column(column, justify="left" if column in ("subnet", "set") else "right")
     for label, points in (("fit", model.fitted_on), ("held out", model.held_out)):
@@ -181,4 +181,4 @@ def _render_model(model, cache_file: Path) -> None:
     stdout.print(f"[bold]MAPE on held-out subnets ({held}): {mape}[/]", highlight=False)
     for name, value in model.coefficients.items():
         stdout.print(f"  {name}: {value:.4g} {UNITS[name]}", highlight=False)
-    stdout.print(f"  cached in {cache_file}", highlight=False)
+    stdout.print(f"  cached in {esc(cache_file)}", highlight=False)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
 
 
 @app.command()
@@ -32,7 +32,7 @@ def _render(report) -> None:
     from rich.table import Table
 
     meta, c = report.meta, report.meta.config
-    stdout.print(f"[bold]{report.source}[/]: {meta.kind} {meta.architecture}")
+    stdout.print(f"[bold]{esc(report.source)}[/]: {meta.kind} {esc(meta.architecture)}")
     stdout.print(
         f"  {c.sample_rate_hz} Hz, n_fft {c.n_fft}, hop {c.hop_length}, {c.n_bands} bands; "
         f"N={c.feature_dim}, H={c.lstm_hidden}, mask hidden {c.mask_hidden}, {c.num_blocks} blocks; "
@@ -44,7 +44,7 @@ def _render(report) -> None:
         stdout.print(f"  weights sha256 {meta.weights_sha256}")
     if meta.training:
         facts = (f"{k}={v}" for k, v in meta.training.items() if not isinstance(v, dict | list))
-        stdout.print("  training: " + ", ".join(facts))
+        stdout.print("  training: " + ", ".join(facts), markup=False)
     if not report.subnets:
         return
     space = meta.space

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
 
 
 @app.command()
@@ -26,7 +26,9 @@ def init(
     if json_:
         emit_json({"out": str(out), **meta.to_dict()})
     else:
-        stdout.print(f"wrote untrained {preset} supernet to {out} (weights sha256 {meta.weights_sha256[:12]})")
+        stdout.print(
+            f"wrote untrained {esc(preset)} supernet to {esc(out)} (weights sha256 {meta.weights_sha256[:12]})"
+        )
 
 
 @app.command("slice")
@@ -45,4 +47,4 @@ def slice_(
     if json_:
         emit_json({"out": str(out), "params": count_params(meta.config), **meta.to_dict()})
     else:
-        stdout.print(f"wrote dense subnet {meta.subnet} ({count_params(meta.config):,} params) to {out}")
+        stdout.print(f"wrote dense subnet {meta.subnet} ({count_params(meta.config):,} params) to {esc(out)}")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
 
 profiles_app = typer.Typer(
     name="profiles",
@@ -89,19 +89,19 @@ def validate(
     if json_:
         emit_json({"valid": True, "profile": profile.to_dict()})
     else:
-        stdout.print(f"{file}: valid profile {profile.name!r} (schema version {profile.schema_version})")
+        stdout.print(f"{esc(file)}: valid profile {esc(repr(profile.name))} (schema version {profile.schema_version})")
 
 
 def _render(profile) -> None:
     from rich.table import Table
 
     data = profile.to_dict()
-    stdout.print(f"[bold]{profile.name}[/] (schema version {profile.schema_version}, {profile.source})")
-    stdout.print(profile.description, highlight=False)
+    stdout.print(f"[bold]{esc(profile.name)}[/] (schema version {profile.schema_version}, {esc(profile.source)})")
+    stdout.print(profile.description, highlight=False, markup=False)
     table = Table(show_header=True)
     table.add_column("key")
     table.add_column("value", justify="right")
     for section in ("budgets", "runtime", "workload", "measurement"):
         for key, value in data[section].items():
-            table.add_row(f"{section}.{key}", "-" if value is None else str(value))
+            table.add_row(f"{section}.{key}", "-" if value is None else esc(value))
     stdout.print(table)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, progress, stdout
+from s2g_deploy.cli.output import emit_json, esc, handles_errors, progress, stdout
 
 
 @app.command()
@@ -81,8 +81,10 @@ def _render(result) -> None:
     stdout.print(table)
     for p in doc["profiles"]:
         if p["status"] == "infeasible":
-            stdout.print(f"  [red]{p['profile']}[/]: {p['infeasible']['reason']}", highlight=False)
-    stdout.print(f"  check: (cd {result.out} && sha256sum -c SHA256SUMS), or s2g verify {result.out}", highlight=False)
+            stdout.print(f"  [red]{esc(p['profile'])}[/]: {esc(p['infeasible']['reason'])}", highlight=False)
+    stdout.print(
+        f"  check: (cd {esc(result.out)} && sha256sum -c SHA256SUMS), or s2g verify {esc(result.out)}", highlight=False
+    )
 
 
 @app.command()

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from s2g_deploy.cli.app import app
-from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
 
 
 @app.command()
@@ -106,4 +106,4 @@ def _render(result, show_all: bool) -> None:
     )
     for note in result.notes:
         if not note.startswith("fallback:"):
-            stdout.print(f"  note: {note}", highlight=False)
+            stdout.print(f"  note: {esc(note)}", highlight=False)

@@ -104,6 +104,8 @@ def train(
         command=_replay_command(ctx),
     )
     result = run(config)
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports: one result, one JSON document
+        return
     doc = {
         "checkpoint": str(result.checkpoint),
         "steps": result.steps,

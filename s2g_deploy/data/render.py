@@ -95,10 +95,10 @@ def find_soundfont(name: str) -> Path:
 def _fluidsynth():
     try:
         import fluidsynth
-    except ImportError as exc:
+    except (ImportError, OSError) as exc:  # OSError: pyfluidsynth found libfluidsynth but ctypes cannot load it
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(
-            f"FluidSynth is not available ({str(exc).splitlines()[0]}): apt-get install fluidsynth, "
-            "and pip install pyfluidsynth"
+            f"FluidSynth is not available ({why}): apt-get install fluidsynth, and pip install pyfluidsynth"
         ) from None
     return fluidsynth
 

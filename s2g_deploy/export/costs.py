@@ -28,7 +28,11 @@ def export_costs(dense: BSRNN, io: str, model_bytes: bytes, count_samples: int, 
     graph = _graph_macs(model_bytes, io, config, count_samples)
     agreement = abs(graph.total - model["total"]) / max(model["total"], 1)
     log.info(
-        "MACs per second: cost model %.4g, graph %.4g (%.2f%% apart)", model["total"], graph.total, 100 * agreement
+        "MACs per %g s of audio: cost model %.4g, graph %.4g (%.2f%% apart)",
+        seconds,
+        model["total"],
+        graph.total,
+        100 * agreement,
     )
     if agreement > MAC_AGREEMENT:
         raise VerificationError(

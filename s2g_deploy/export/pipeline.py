@@ -140,11 +140,18 @@ def run_export(
                     )
 
                 return latency_aware_export(export_one, checkpoint, budgets, prof, io=io, out=out, overwrite=overwrite)
-        return _run_export(checkpoint, subnet, budgets, prof, out, io, overwrite, opset)
+        unverified = ()
+        if prof is not None and (prof.budgets.latency_ms is not None or prof.budgets.max_real_time_factor is not None):
+            why = "--no-measure-latency" if not measure_latency else "an explicit --subnet"
+            unverified = (
+                f"latency budgets of profile {prof.name!r} UNVERIFIED: not measured ({why}); "
+                f"run `s2g bench DIR --device {prof.name}` on the device",
+            )
+        return _run_export(checkpoint, subnet, budgets, prof, out, io, overwrite, opset, extra_notes=unverified)
 
 
 def _run_export(
-    checkpoint, subnet, budgets, profile, out, io, overwrite, opset, chosen=None, before_commit=None
+    checkpoint, subnet, budgets, profile, out, io, overwrite, opset, chosen=None, before_commit=None, extra_notes=()
 ) -> ExportResult:
     """``chosen``: (subnet, selection record) already selected; ``before_commit(work, out)``: measures the
     staged files and returns extra manifest keys, or raises to discard them."""
@@ -170,7 +177,9 @@ def _run_export(
     runtime = getattr(prof, "runtime", None)
     if opset is None:
         opset = _check_opset(getattr(runtime, "opset", None) or DEFAULT_OPSET, f"profile {prof and prof.name!r} opset")
-    notes: list[str] = []
+    notes: list[str] = list(extra_notes)
+    for note in extra_notes:
+        log.warning("%s", note)
     precision = getattr(runtime, "precision", "fp32")
     if precision != "fp32":  # said out loud, never silently: quantization is a separate step
         notes.append(f"profile {prof.name!r} runs {precision}; this export is fp32 and must be quantized separately")

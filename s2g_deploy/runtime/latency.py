@@ -109,6 +109,9 @@ def predict(coefficients: Mapping[str, float], feats: Mapping[str, float]) -> fl
     return sum(coefficients[n] * feats[n] for n in FEATURES)
 
 
+MAPE_WARNING = 0.15  # a held-out error above this is reported as a warning every time
+
+
 def mape(coefficients: Mapping[str, float], points: Sequence[Point]) -> float | None:
     """Mean absolute percentage error (a fraction, 0.05 = 5%) on ``points``; None without points."""
     if not points:
@@ -296,6 +299,14 @@ def calibrate(
         key=cache_key(profile, costs.weights_sha256, io),
         calibrated_utc=_dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
     )
+    if model.mape_held_out is not None and model.mape_held_out > MAPE_WARNING:
+        log.warning(
+            "the latency model for profile %r misses its held-out subnets by %.1f%% (MAPE, above %.0f%%): a loaded "
+            "machine or unstable timings; predictions are rough, re-run `s2g calibrate` on an idle machine",
+            profile.name,
+            100 * model.mape_held_out,
+            100 * MAPE_WARNING,
+        )
     store_model(model)
     return model
 

@@ -38,5 +38,7 @@ def csdr(estimate, reference, sample_rate_hz: int) -> float:
 
         ref = np.asarray(reference, np.float64).reshape(1, -1, 1)  # (sources, samples, channels)
         est = np.asarray(estimate, np.float64).reshape(1, -1, 1)
+        if not ref.any():  # every window silent; museval refuses an all-zero reference (ValueError)
+            return float("nan")
         sdr, _, _, _ = museval.evaluate(ref, est, win=sample_rate_hz, hop=sample_rate_hz)
         return float(np.nanmedian(sdr[0])) if np.isfinite(sdr[0]).any() else float("nan")
