@@ -50,8 +50,12 @@ def train(
     save_every: Annotated[int, typer.Option(min=1, help="Save resumable state every N steps.")] = 250,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
     threads: Annotated[
-        int, typer.Option(min=1, help="Torch threads per process (1 is fastest on a shared 2-core CPU, measured).")
-    ] = 1,
+        str,
+        typer.Option(
+            help="Torch threads per process, or auto: every core with OpenMP's own spinning when the machine is "
+            "idle (1-min load < 0.5), else 1 passive thread (benchmarks/results/train_speed.md)."
+        ),
+    ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last saved state.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
@@ -62,9 +66,7 @@ def train(
     """
     import os
 
-    # Spinning OpenMP threads slowed training 2-3.7x on a shared 2-core CPU (measured); must be set
-    # before torch starts its thread pool, so before the first torch import.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    torch_threads = _resolve_threads(threads)  # before the first torch import: OpenMP reads its policy once
     from s2g_deploy.subnet import Subnet
     from s2g_deploy.train.loop import TrainConfig
     from s2g_deploy.train.loop import train as run
@@ -99,7 +101,7 @@ def train(
         val_every=val_every,
         save_every=save_every,
         device=device,
-        threads=threads,
+        threads=torch_threads,
         resume=resume,
         command=_replay_command(ctx),
     )
@@ -132,6 +134,28 @@ def train(
         )
         if last:
             stdout.print(", ".join(f"{k} {v:.2f}" for k, v in last.items() if k.endswith("_db")))
+
+
+def _resolve_threads(threads: str) -> int:
+    """``--threads``: a count, or auto. Sets OMP_WAIT_POLICY=PASSIVE (unless the user set it) where needed.
+
+    Spinning OpenMP threads are the fastest on an idle machine and 2-3.7x slower than one passive thread
+    when anything else runs (measured on a 2-core machine), so auto looks at the load before it starts.
+    """
+    import os
+
+    from s2g_deploy.errors import InputError
+
+    if threads == "auto":
+        cores = len(os.sched_getaffinity(0))
+        if cores > 1 and os.getloadavg()[0] < 0.5:
+            return cores
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        return 1
+    if not (threads.isascii() and threads.isdigit() and int(threads) >= 1):
+        raise InputError(f"--threads must be a whole number >= 1 or auto, got {threads!r}")
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return int(threads)
 
 
 def _replay_command(ctx: typer.Context) -> str:

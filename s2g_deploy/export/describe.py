@@ -75,6 +75,9 @@ def metadata_props(facts: dict[str, Any]) -> dict[str, str]:
         "s2g.profile": facts["profile"] or "",
         "s2g.versions": _json(facts["versions"]),
     }
+    target = (facts.get("training") or {}).get("target")
+    if target:  # the source it separates: s2g separate names its outputs after it
+        props["s2g.target"] = str(target)
     return props
 
 

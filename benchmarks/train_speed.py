@@ -1,0 +1,130 @@
+"""Seconds per `s2g train` step under each thread setting, on an idle machine and beside another job.
+
+Each setting runs in a fresh process (OpenMP reads OMP_WAIT_POLICY once, at start): one warm-up run of
+`--steps 1` and a timed run of `1 + STEPS` steps; the difference over STEPS is the time per step. "Loaded"
+runs the same with one single-threaded training process busy beside it, as on a shared machine or a
+second run of a study. The default (`--threads auto`) is timed like the rest, so the table says how far
+it is from the fastest setting in each condition.
+
+    python benchmarks/train_speed.py --data data/rendered      # about 6 minutes here
+    python benchmarks/train_speed.py --quick                   # tiny preset, synthetic data: a smoke test
+
+Writes benchmarks/results/train_speed.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from results_io import log, machine_line, write_results
+
+from s2g_deploy.environment import environment
+
+RESULTS = Path(__file__).parent / "results"
+SETTINGS = {  # name -> (--threads, OMP_WAIT_POLICY or None for OpenMP's own default)
+    "auto (the default)": ("auto", None),
+    "1 thread, passive": ("1", "PASSIVE"),
+    "2 threads, passive": ("2", "PASSIVE"),
+    "2 threads, spinning": ("2", "ACTIVE"),
+}
+
+
+def _train_args(args) -> list[str]:
+    if args.quick:
+        return ["--preset", "tiny", "--batch-size", "2", "--segment-seconds", "0.25"]
+    data = ["--data", str(args.data / "train"), "--val-data", str(args.data / "valid")]
+    return [*data, "--preset", "xsmall", "--batch-size", "8", "--val-every", "100000", "--save-every", "100000"]
+
+
+def _run(args, threads: str, policy: str | None, steps: int, out: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    cmd = [sys.executable, "-m", "s2g_deploy", "train", *_train_args(args), "--threads", threads]
+    done = subprocess.run(
+        [*cmd, "--steps", str(steps), "--out", str(out), "--json"], env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        raise SystemExit(f"{shlex.join(cmd)} failed: {done.stderr[-2000:]}")
+    return json.loads(done.stdout)["wall_time_s"]
+
+
+def _per_step(args, threads: str, policy: str | None, work: Path) -> float:
+    one = _run(args, threads, policy, 1, work / f"one-{threads}-{policy}-{time.monotonic_ns()}")
+    many = _run(args, threads, policy, 1 + args.steps, work / f"many-{threads}-{policy}-{time.monotonic_ns()}")
+    return max(many - one, 1e-9) / args.steps
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", type=Path, default=Path("data/rendered"))
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--results", type=Path, default=RESULTS)
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.steps = 2
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="s2g-train-speed-") as work:
+        work = Path(work)
+        for condition in ("idle", "loaded"):
+            busy = None
+            if condition == "loaded":  # a single-threaded training process beside the measured one
+                env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+                cmd = [sys.executable, "-m", "s2g_deploy", "train", *_train_args(args), "--threads", "1"]
+                busy = subprocess.Popen([*cmd, "--steps", "100000", "--out", str(work / "busy")], env=env,
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                time.sleep(5)
+            try:
+                for name, (threads, policy) in SETTINGS.items():
+                    log(f"{condition}: {name}")
+                    rows.setdefault(name, {})[condition] = round(_per_step(args, threads, policy, work), 4)
+            finally:
+                if busy is not None:
+                    busy.kill()
+                    busy.wait()
+    best = {c: min(r[c] for r in rows.values()) for c in ("idle", "loaded")}
+    report = {
+        "command": "python benchmarks/train_speed.py " + shlex.join(sys.argv[1:]),
+        "steps_timed": args.steps,
+        "seconds_per_step": rows,
+        "fastest": best,
+        "default_over_fastest": {c: round(rows["auto (the default)"][c] / best[c], 3) for c in best},
+        "environment": environment(),
+    }
+    write_results(args.results, "train_speed_quick" if args.quick else "train_speed", report, _markdown(report))
+    return 0
+
+
+def _markdown(r: dict) -> str:
+    lines = [
+        "# Training speed by thread setting",
+        "",
+        f"`{r['command']}`: seconds per step ({r['steps_timed']} timed steps after a warm-up run, fresh process "
+        "per setting); 'loaded' has one single-threaded training process running beside it.",
+        "",
+        "| setting | idle (s/step) | loaded (s/step) |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, row in r["seconds_per_step"].items():
+        lines.append(f"| {name} | {row['idle']:.3f} | {row['loaded']:.3f} |")
+    d = r["default_over_fastest"]
+    lines += [
+        "",
+        f"The default is {d['idle']:.2f}x the fastest setting idle and {d['loaded']:.2f}x loaded.",
+        "",
+        machine_line(r["environment"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
