@@ -48,7 +48,8 @@ def plan(args) -> list[tuple[str, list[str]]]:
                 continue
             extra = ["--fixed-subnet", what] if kind == "alone" else ["--recipe", what]
             runs.append((f"{kind}-{what}-s{seed}", [*common, "--seed", seed, *extra]))
-    return runs
+    first = [n for n in args.first.split(",") if n]
+    return sorted(runs, key=lambda r: first.index(r[0]) if r[0] in first else len(first))
 
 
 def status(folder: Path, steps: int) -> str:
@@ -68,6 +69,9 @@ def run_one(args, name: str, argv: list[str]) -> dict:
     state = status(folder, args.steps)
     if state == "done":
         return {"run": name, "status": "done before"}
+    pid_file = args.runs / f"{name}.pid"
+    if _alive(pid_file):
+        return {"run": name, "status": "running elsewhere"}
     if state == "new" and folder.exists():
         for p in folder.iterdir():  # a start that died before its first saved state
             p.unlink()
@@ -77,11 +81,24 @@ def run_one(args, name: str, argv: list[str]) -> dict:
     log(f"{name}: {'resuming' if state == 'partial' else 'starting'}")
     started = time.perf_counter()
     with open(args.runs / f"{name}.log", "a") as out:
-        code = subprocess.call(
+        proc = subprocess.Popen(
             command, stdout=out, stderr=subprocess.STDOUT, env={**_env(), "OMP_WAIT_POLICY": "PASSIVE"}
         )
+        pid_file.write_text(str(proc.pid))
+        code = proc.wait()
     log(f"{name}: exit {code} after {time.perf_counter() - started:.0f} s")
     return {"run": name, "status": "ok" if code == 0 else f"exit {code}"}
+
+
+def _alive(pid_file: Path) -> bool:
+    """A run another study_runs process started and is still training."""
+    import os
+
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _env() -> dict:
@@ -104,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipes", default=",".join(RECIPES))
     p.add_argument("--subnets", default=",".join(SUBNETS))
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--first", default="", help="comma-separated run names to start before the others")
     p.add_argument("--print", action="store_true", help="print the commands and exit")
     args = p.parse_args(argv)
     runs = plan(args)

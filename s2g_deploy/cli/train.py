@@ -28,7 +28,9 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="Optimizer steps.")] = 2000,
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per step, over all processes.")] = 8,
     segment_seconds: Annotated[float, typer.Option(min=0.05, help="Training segment length, seconds.")] = 1.0,
-    recipe: Annotated[str, typer.Option(help="S2G recipe: paper, sandwich-distill, sandwich-mixed.")] = "paper",
+    recipe: Annotated[
+        str, typer.Option(help="S2G recipe: paper, sandwich, sandwich-weighted, sandwich-distill, sandwich-mixed.")
+    ] = "paper",
     subnets_per_step: Annotated[int | None, typer.Option(help="Subnets sampled per step. [recipe]")] = None,
     sandwich: Annotated[bool | None, typer.Option(help="Also train the smallest subnet every step. [recipe]")] = None,
     distill: Annotated[
@@ -42,6 +44,7 @@ def train(
     warmup_steps: Annotated[int | None, typer.Option(help="Linear learning-rate warm-up steps. [recipe]")] = None,
     clip_norm: Annotated[float | None, typer.Option(help="Gradient norm clipping, 0 = off. [recipe]")] = None,
     ema: Annotated[float | None, typer.Option(help="Weight EMA decay per step, 0 = off. [recipe]")] = None,
+    full_weight: Annotated[float | None, typer.Option(help="Loss weight of the full network. [recipe]")] = None,
     seed: Annotated[int, typer.Option(help="Seed of weights, data and subnet sampling.")] = 0,
     fixed_subnet: Annotated[
         str | None, typer.Option(help="Baseline: train only this subnet (DEPTHxWIDTH) from scratch.")
@@ -82,6 +85,7 @@ def train(
         "warmup_steps": warmup_steps,
         "clip_norm": clip_norm,
         "ema": ema,
+        "full_weight": full_weight,
     }
 
     config = TrainConfig(

@@ -79,15 +79,16 @@ class _S2GStep(nn.Module):
     Wrapping both forwards in one module gives DistributedDataParallel exactly one forward per backward.
     """
 
-    def __init__(self, model: BSRNN, distill: float):
+    def __init__(self, model: BSRNN, distill: float, full_weight: float = 1.0):
         super().__init__()
         self.model = model
         self.distill = distill  # weight of the full network's estimate in a subnet's target
+        self.full_weight = full_weight
 
     def forward(self, mix: torch.Tensor, target: torch.Tensor, subnets: tuple[Subnet | None, ...]) -> torch.Tensor:
         config = self.model.config
         full = self.model(mix)  # the full network (or the fixed subnet's dense model)
-        total = separation_loss(full, target, config)
+        total = self.full_weight * separation_loss(full, target, config)
         teacher = full.detach()
         for subnet in subnets:
             estimate = self.model(mix, subnet)
@@ -311,7 +312,7 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
         start, wall_before = _load_state(state_path, model, optimizer, ema)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    step_module: nn.Module = _S2GStep(model, recipe.distill)
+    step_module: nn.Module = _S2GStep(model, recipe.distill, recipe.full_weight)
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 

@@ -34,6 +34,7 @@ class Recipe:
     min_lr_ratio: float = 0.05
     clip_norm: float = 5.0  # gradient norm clipping (0: off)
     ema: float = 0.0  # weight EMA decay per step (0: off); the checkpoint then holds the EMA weights
+    full_weight: float = 1.0  # loss weight of the full network (subnets: 1 each)
 
     def __post_init__(self) -> None:
         problems = []
@@ -51,6 +52,8 @@ class Recipe:
             problems.append(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if not 0.0 <= self.ema < 1.0:
             problems.append(f"--ema must be in [0, 1), got {self.ema}")
+        if not (math.isfinite(self.full_weight) and self.full_weight > 0):
+            problems.append(f"--full-weight must be positive, got {self.full_weight}")
         if not (math.isfinite(self.clip_norm) and self.clip_norm >= 0):
             problems.append(f"--clip-norm must be >= 0, got {self.clip_norm}")
         if problems:
@@ -90,7 +93,8 @@ class Recipe:
 # The recipes the study compares (benchmarks/s2g_vs_independent.py); ``s2g train --recipe NAME``.
 RECIPES = {
     "paper": Recipe(subnets_per_step=1),
-    "sandwich": Recipe(subnets_per_step=2, sandwich=True),
+    "sandwich": Recipe(subnets_per_step=1, sandwich=True),
+    "sandwich-weighted": Recipe(subnets_per_step=1, sandwich=True, full_weight=2.0),
     "sandwich-distill": Recipe(subnets_per_step=2, sandwich=True, distill=1.0),
     "sandwich-mixed": Recipe(subnets_per_step=2, sandwich=True, distill=0.5, shrink_start=0.1),
 }
