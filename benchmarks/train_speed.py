@@ -54,13 +54,17 @@ def _run(args, threads: str, policy: str | None, steps: int, out: Path) -> float
     )
     if done.returncode:
         raise SystemExit(f"{shlex.join(cmd)} failed: {done.stderr[-2000:]}")
-    return json.loads(done.stdout)["wall_time_s"]
+    from s2g_deploy.checkpoint import read_meta
+
+    training = read_meta(out / "checkpoint.safetensors").training
+    used = {"torch_threads": training["torch_threads"], "omp_wait_policy": training["omp_wait_policy"]}
+    return json.loads(done.stdout)["wall_time_s"], used
 
 
-def _per_step(args, threads: str, policy: str | None, work: Path) -> float:
-    one = _run(args, threads, policy, 1, work / f"one-{threads}-{policy}-{time.monotonic_ns()}")
-    many = _run(args, threads, policy, 1 + args.steps, work / f"many-{threads}-{policy}-{time.monotonic_ns()}")
-    return max(many - one, 1e-9) / args.steps
+def _per_step(args, threads: str, policy: str | None, work: Path) -> tuple[float, dict]:
+    one, _ = _run(args, threads, policy, 1, work / f"one-{threads}-{policy}-{time.monotonic_ns()}")
+    many, used = _run(args, threads, policy, 1 + args.steps, work / f"many-{threads}-{policy}-{time.monotonic_ns()}")
+    return max(many - one, 1e-9) / args.steps, used
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 for name, (threads, policy) in settings.items():
                     log(f"{condition}: {name}")
-                    rows.setdefault(name, {})[condition] = round(_per_step(args, threads, policy, work), 4)
+                    seconds, used = _per_step(args, threads, policy, work)
+                    rows.setdefault(name, {})[condition] = round(seconds, 4)
+                    rows[name][f"{condition}_used"] = used  # what the run recorded it ran with
             finally:
                 if busy is not None:
                     busy.kill()

@@ -13,7 +13,7 @@ from s2g_deploy.errors import InputError
 from s2g_deploy.models.bsrnn import count_params
 from s2g_deploy.models.elastic import ElasticBSRNN
 from s2g_deploy.models.registry import get_preset
-from s2g_deploy.quality import subnet_quality
+from s2g_deploy.quality import restrict
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
 
@@ -68,7 +68,7 @@ def slice_to_file(checkpoint: str | os.PathLike, subnet: Subnet | str, out: str 
         subnet=subnet,
         parent_sha256=ckpt.meta.weights_sha256,
         training=ckpt.meta.training,
-        quality=subnet_quality(ckpt.meta.quality, str(subnet), None),
+        quality=restrict(ckpt.meta.quality, str(subnet)),
     )
     return save_checkpoint(out, dense, meta)
 
@@ -166,14 +166,16 @@ def separate(
     out: str | os.PathLike,
     *,
     chunk_seconds: float = 10.0,
-    overlap_seconds: float = 1.0,
+    overlap_seconds: float | None = None,
     overwrite: bool = False,
     threads: int | None = None,
 ):
     """Separate ``audio`` with an exported waveform model (file or export directory) in overlapping chunks.
 
-    Writes ``<stem>_target.wav`` and ``<stem>_residual.wav`` (float WAV, the input's rate and channels)
-    into ``out``; returns a ``SeparationResult``. Other sample rates are resampled to the model's and back.
+    Writes ``out/<stem>/<source>.wav`` and ``out/<stem>/no_<source>.wav`` (32-bit float WAV at the input's
+    rate and channels; ``<source>`` as the export records it, else ``target`` / ``residual``); returns a
+    ``SeparationResult``. Other sample rates are resampled to the model's and back. Several files, other
+    output formats and progress: :func:`s2g_deploy.separate.separate_files`.
     """
     from s2g_deploy.separate import separate as _separate
 

@@ -37,8 +37,12 @@ RENDERED_FORMAT = "s2g_deploy.rendered"  # s2g data render
 _TMP_MARK = ".s2g-tmp-"
 
 
-def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
-    """Refuse an output directory we may not write; returns it as a Path. Raises :class:`InputError`."""
+def check_target(out: str | os.PathLike, overwrite: bool, replaces: tuple[str, ...] = (MANIFEST_FORMAT,)) -> Path:
+    """Refuse an output directory we may not write; returns it as a Path. Raises :class:`InputError`.
+
+    ``--overwrite`` replaces only an empty directory or an output of the same kind (``replaces``: the
+    formats of exports, releases or rendered data), so an export can never delete a render.
+    """
     out = Path(out)
     if out.exists() or out.is_symlink():
         if not out.is_dir():
@@ -46,10 +50,14 @@ def check_target(out: str | os.PathLike, overwrite: bool) -> Path:
         if any(out.iterdir()):
             if not overwrite:
                 raise InputError(f"output directory {out} is not empty; pass --overwrite to replace it")
-            if not (is_export_dir(out) or is_release_dir(out) or _format_of(out / MANIFEST) == RENDERED_FORMAT):
+            found = _format_of(out / MANIFEST) or _format_of(out / RELEASE)
+            if found not in replaces:
+                what = {MANIFEST_FORMAT: "an export", RELEASE_FORMAT: "a release", RENDERED_FORMAT: "rendered data"}
+                wanted = " or ".join(what[f] for f in replaces)
+                kind = f"it holds {what[found]}" if found in what else f"not {wanted} written by s2g"
                 raise InputError(
-                    f"refusing to overwrite {out}: not an s2g export, release or rendered data directory (no s2g "
-                    f"{MANIFEST} or {RELEASE}); choose an empty or new directory"
+                    f"refusing to overwrite {out}: {kind}; --overwrite replaces only {wanted}; choose an empty or "
+                    "new directory"
                 )
             foreign = foreign_files(out)
             if foreign:
@@ -104,9 +112,12 @@ class StagedDirectory:
     Leaving the block without :meth:`commit` (an error, Ctrl-C, SIGTERM) deletes everything it created.
     """
 
-    def __init__(self, target: str | os.PathLike, overwrite: bool = False):
+    def __init__(
+        self, target: str | os.PathLike, overwrite: bool = False, replaces: tuple[str, ...] = (MANIFEST_FORMAT,)
+    ):
         self.target = Path(target)
         self.overwrite = overwrite
+        self.replaces = replaces
         self.path: Path | None = None
         self._created: list[Path] = []  # parent directories we made, deepest last
         self._committed = False
@@ -115,7 +126,7 @@ class StagedDirectory:
         self._interrupted = False  # a Ctrl-C seen while staging, even one a C++ extension swallowed
 
     def __enter__(self) -> StagedDirectory:
-        check_target(self.target, self.overwrite)
+        check_target(self.target, self.overwrite, self.replaces)
         parent = self.target.absolute().parent
         missing = []
         for p in [parent, *parent.parents]:
@@ -145,7 +156,7 @@ class StagedDirectory:
         assert self.path is not None and not self._committed
         if self._interrupted:
             raise KeyboardInterrupt
-        check_target(self.target, self.overwrite)  # the world may have changed while we worked
+        check_target(self.target, self.overwrite, self.replaces)  # the world may have changed while we worked
         umask = os.umask(0)
         os.umask(umask)
         self.path.chmod(0o777 & ~umask)  # mkdtemp made it private

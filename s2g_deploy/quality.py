@@ -82,3 +82,24 @@ def describe_row(row: Mapping[str, Any] | None) -> str:
         return "unmeasured"
     names = {"usdr_db": "uSDR", "sisdr_db": "SI-SDR", "csdr_db": "cSDR"}
     return ", ".join(f"{names.get(k, k)} {v:.2f} dB" for k, v in row.items() if isinstance(v, int | float))
+
+
+def restrict(quality: Mapping[str, Any] | None, subnet: str) -> dict | None:
+    """The table in ``s2g evaluate``'s layout with only ``subnet``'s rows: what a dense checkpoint carries.
+
+    Every workload and split is kept, so a dense model exported for a device still finds its figure.
+    """
+    if not quality:
+        return None
+
+    def cut(table: Mapping[str, Any]) -> dict:
+        out = {k: v for k, v in table.items() if k not in ("subnets", "chunked", "splits")}
+        out["subnets"] = {subnet: (table.get("subnets") or {}).get(subnet)}
+        if "chunked" in table:
+            out["chunked"] = {key: cut(entry) for key, entry in (table.get("chunked") or {}).items()}
+        return out
+
+    restricted = cut(quality)
+    if "splits" in quality:
+        restricted["splits"] = {name: cut(split) for name, split in (quality.get("splits") or {}).items()}
+    return restricted

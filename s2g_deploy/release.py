@@ -139,10 +139,11 @@ def build_release(
     profs = collect_profiles(profiles)
     if bench:
         _check_providers(profs)
-    out = artifacts.check_target(out, overwrite)
+    out = artifacts.check_target(out, overwrite, (artifacts.RELEASE_FORMAT,))
     grid = search(ckpt_path, None, None, latency_model=None)  # the whole grid, with quality and costs
 
-    with artifacts.StagedDirectory(out, overwrite) as staging, single_threaded():
+    staged = artifacts.StagedDirectory(out, overwrite, replaces=(artifacts.RELEASE_FORMAT,))
+    with staged as staging, single_threaded():
         work = staging.path
         entries = []
         for i, prof in enumerate(profs, 1):

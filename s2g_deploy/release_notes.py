@@ -47,7 +47,7 @@ def markdown(document: Mapping[str, Any]) -> str:
             p["subnet"] or "-",
             format_size(p["params"]) if p["params"] else "-",
             format_size(p["macs_per_second"]["network"]) if p["macs_per_second"] else "-",
-            _quality_text(q),
+            quality_text(q),
             latency_text(p),
             f"{rtf:.3f}" if rtf else "-",
             _verdict_text(p["budgets"]),
@@ -102,7 +102,8 @@ def _verdict_text(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
     return ", ".join(f"{short[name]} {marks[v['passed']]}" for name, v in verdicts.items())
 
 
-def _quality_text(q: Mapping[str, Any] | None) -> str:
+def quality_text(q: Mapping[str, Any] | None) -> str:
+    """A release table's quality cell: the value and the workload it was measured at, or "unmeasured at"."""
     if not q:
         return "-"
     if q["value"] is None:

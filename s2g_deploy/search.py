@@ -408,6 +408,8 @@ def quality_rows(
             raise bad(f"subnet {key!r} has no {metric!r} value")
         values = {}
         for name, value in row.items():
+            if value is None and name != metric:  # e.g. cSDR of a split whose references are all silent
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise bad(f"subnet {key!r}: {name} = {value!r} is not a finite number")
             values[str(name)] = float(value)

@@ -452,7 +452,7 @@ def separate(
     out: str | os.PathLike,
     *,
     chunk_seconds: float = 10.0,
-    overlap_seconds: float = 1.0,
+    overlap_seconds: float | None = None,
     overwrite: bool = False,
     threads: int | None = None,
     output_format: OutputFormat = FLOAT_WAV,
@@ -478,7 +478,7 @@ def separate_files(
     out: str | os.PathLike,
     *,
     chunk_seconds: float = 10.0,
-    overlap_seconds: float = 1.0,
+    overlap_seconds: float | None = None,
     overwrite: bool = False,
     threads: int | None = None,
     output_format: OutputFormat = FLOAT_WAV,
@@ -509,7 +509,11 @@ def separate_files(
     """
     if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
         raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
-    if not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
+    if overlap_seconds is None:  # the default: 1 s, at most half a chunk (what s2g evaluate scores)
+        from s2g_deploy.quality import overlap_for
+
+        overlap_seconds = overlap_for(chunk_seconds)
+    elif not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
         raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")

@@ -145,7 +145,19 @@ def test_a_closed_stdout_ends_quietly(tiny_ckpt):
 
 def test_only_rank_0_reports_under_torchrun(tmp_path, monkeypatch):
     monkeypatch.setenv("RANK", "1")
-    args = ["train", "--preset", "tiny", "--steps", "1", "--batch-size", "2", "--segment-seconds", "0.25"]
+    args = [
+        "train",
+        "--preset",
+        "tiny",
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--segment-seconds",
+        "0.25",
+        "--threads",
+        "1",
+    ]
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "r1"), "--json"])
     assert result.exit_code == 0 and result.stdout == ""
     monkeypatch.setenv("RANK", "0")

@@ -121,8 +121,9 @@ def test_ema_checkpoint_holds_the_average(tmp_path):
     ema = _weights(
         train(TrainConfig(out=tmp_path / "b", steps=1, recipe=Recipe(ema=0.75), **FAST), progress=False).checkpoint
     )
+    decay = min(0.75, (1 + 0) / (10 + 0))  # the EMA's warm-up at step 0
     for k in init:
-        assert torch.allclose(ema[k], 0.75 * init[k] + 0.25 * plain[k], atol=1e-7), k
+        assert torch.allclose(ema[k], decay * init[k] + (1 - decay) * plain[k], atol=1e-7), k
 
 
 def test_warm_start_from_a_dense_full_size_model(tmp_path):
@@ -171,3 +172,32 @@ def test_bad_inputs_leave_no_run_directory(tmp_path):
     with pytest.raises(InputError, match="not in this supernet's elastic space"):
         train(TrainConfig(out=tmp_path / "fixed", steps=1, fixed_subnet=Subnet(9, 4), **FAST), progress=False)
     assert not any(tmp_path.iterdir())
+
+
+def test_resume_refuses_other_settings_and_a_finished_run(tmp_path):
+    train(TrainConfig(out=tmp_path / "r", steps=4, save_every=2, val_every=1, **FAST), progress=False)
+    with pytest.raises(InputError, match="already trained 4 steps of --steps 4"):
+        train(TrainConfig(out=tmp_path / "r", steps=4, resume=True, **FAST), progress=False)
+    with pytest.raises(InputError, match=r"other settings .*--seed 0 -> 1"):
+        train(TrainConfig(out=tmp_path / "r", steps=6, seed=1, resume=True, **FAST), progress=False)
+    with pytest.raises(InputError, match=r"--steps 4 -> 6"):
+        train(TrainConfig(out=tmp_path / "r", steps=6, resume=True, **FAST), progress=False)
+
+
+def test_resume_rewrites_validations_after_the_saved_state(tmp_path, monkeypatch):
+    common = dict(steps=4, save_every=2, val_every=1, **FAST)
+    real = loop._subnets_of_step
+
+    def dies_at_step_four(model, config, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real(model, config, step)
+
+    monkeypatch.setattr(loop, "_subnets_of_step", dies_at_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(out=tmp_path / "r", **common), progress=False)
+    monkeypatch.setattr(loop, "_subnets_of_step", real)
+    log = tmp_path / "r" / "log.jsonl"
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]  # step 3: after the state
+    train(TrainConfig(out=tmp_path / "r", resume=True, **common), progress=False)
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3, 4]  # no repeated step

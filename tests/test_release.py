@@ -23,6 +23,8 @@ QUALITY = {
     "metric": "usdr_db",
     "data": {"kind": "synthetic", "split": "test", "tracks": 4, "seconds": 1.0},
     "subnets": {"1x4": {"usdr_db": 3.25, "sisdr_db": 2.5}, "2x8": {"usdr_db": 5.5, "sisdr_db": 4.75}},
+    # the test profiles run 32 ms chunks: measured there for 1x4 only, so 2x8 is "unmeasured" at its workload
+    "chunked": {"0.032": {"chunk_seconds": 0.032, "overlap_seconds": 0.016, "subnets": {"1x4": {"usdr_db": 2.0}}}},
 }
 # tiny's grid: 1x4 9.3M, 2x4 15.9M, 1x8 32.4M, 2x8 59.0M network MACs per second; quality for 1x4 and 2x8
 BUDGETS = {"small": "20M", "big": "100M", "impossible": "1K"}
@@ -99,7 +101,9 @@ def test_release_layout_checksums_and_document(release_a):
     assert [p["profile"] for p in doc["profiles"]] == ["impossible", "small", "big"]  # smallest budget first
     impossible, small, big = doc["profiles"]
     assert (small["status"], small["subnet"], big["status"], big["subnet"]) == ("ok", "1x4", "ok", "2x8")
-    assert small["quality"]["value"] == 3.25 and big["quality"]["usdr_db"] == 5.5
+    assert small["quality"] == {"metric": "usdr_db", "value": 2.0, "workload": "0.032 s chunks", "usdr_db": 2.0}
+    assert big["quality"]["value"] is None and big["quality"]["workload"] == "0.032 s chunks"
+    assert "quality unmeasured at this chunk length" in big["quality"]["note"]  # never the whole-clip 5.5
     assert small["budgets"]["max_macs_per_second"]["passed"] is True
     assert small["budgets"]["latency_ms"] == {
         "limit": 1000.0, "measured": None, "passed": None, "unit": "ms per run", "statistic": "p90"
@@ -189,7 +193,7 @@ def test_refusals_write_nothing(tiny_ckpt, profile_dir, tmp_path):
     (mine / "keep.txt").write_text("x")
     base = ["release", str(tiny_ckpt), "-p", str(profile_dir), "--no-bench"]
     result = runner.invoke(app, [*base, "--out", str(mine), "--overwrite"])
-    assert result.exit_code == 2 and "not an s2g export or release" in result.stderr
+    assert result.exit_code == 2 and "--overwrite replaces only a release" in result.stderr
     twice = ["release", str(tiny_ckpt), "-p", str(profile_dir / "small.toml"), "-p", str(profile_dir / "small.toml")]
     result = runner.invoke(app, [*twice, "--no-bench", "--out", str(tmp_path / "o")])
     assert result.exit_code == 2 and "two profiles are named 'small'" in result.stderr

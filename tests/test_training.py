@@ -181,6 +181,8 @@ def test_cli_train_records_the_command(tmp_path):
             "2",
             "--segment-seconds",
             "0.25",
+            "--threads",
+            "1",  # not auto: it would set torch's threads of this test process by the machine's load
             "--out",
             str(out),
             "--json",

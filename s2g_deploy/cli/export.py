@@ -134,7 +134,9 @@ def separate(
     ] = False,
     flac: Annotated[bool, typer.Option("--flac", help="FLAC output, 16-bit or 24-bit with --int24.")] = False,
     chunk_seconds: Annotated[float, typer.Option(help="Seconds of audio per model run.")] = 10.0,
-    overlap_seconds: Annotated[float, typer.Option(help="Cross-faded overlap between chunks, seconds.")] = 1.0,
+    overlap_seconds: Annotated[
+        float | None, typer.Option(help="Cross-faded overlap between chunks, seconds (default: 1, at most chunk/2).")
+    ] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads, >= 1 (default: its own).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress on stderr.")] = False,

@@ -59,11 +59,11 @@ def release(
 def _render(result) -> None:
     from rich.table import Table
 
-    from s2g_deploy.release_notes import latency_text
+    from s2g_deploy.release_notes import latency_text, quality_text
     from s2g_deploy.units import format_size
 
     doc = result.document
-    table = Table(title=f"{result.out}: release of supernet {doc['supernet']['weights_sha256'][:12]}")
+    table = Table(title=f"{esc(result.out)}: release of supernet {doc['supernet']['weights_sha256'][:12]}")
     for column in ("profile", "status", "subnet", "params", "MACs/s", doc["supernet"]["quality_metric"] or "quality"):
         table.add_column(column, justify="right" if column not in ("profile", "status", "subnet") else "left")
     table.add_column("latency, ms", justify="right")
@@ -75,7 +75,7 @@ def _render(result) -> None:
             p["subnet"] or "-",
             format_size(p["params"]) if p["params"] else "-",
             format_size(p["macs_per_second"]["network"]) if p["macs_per_second"] else "-",
-            f"{p['quality']['value']:.2f}" if p["quality"] else "-",
+            quality_text(p["quality"]),
             latency_text(p),
         )
     stdout.print(table)

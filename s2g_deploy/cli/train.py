@@ -29,7 +29,11 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="Examples per step, over all processes.")] = 8,
     segment_seconds: Annotated[float, typer.Option(min=0.05, help="Training segment length, seconds.")] = 1.0,
     recipe: Annotated[
-        str, typer.Option(help="S2G recipe: paper, sandwich, sandwich-weighted, sandwich-distill, sandwich-mixed.")
+        str,
+        typer.Option(
+            help="S2G recipe (README: Training): paper, sandwich, sandwich-weighted, sandwich-distill, "
+            "sandwich-mixed, sandwich-mixed-weighted."
+        ),
     ] = "paper",
     subnets_per_step: Annotated[int | None, typer.Option(help="Subnets sampled per step. [recipe]")] = None,
     sandwich: Annotated[bool | None, typer.Option(help="Also train the smallest subnet every step. [recipe]")] = None,
@@ -151,7 +155,7 @@ def _resolve_threads(threads: str) -> int:
     from s2g_deploy.errors import InputError
 
     if threads == "auto":
-        cores = len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun
         if cores > 1 and os.getloadavg()[0] < 0.5:
             return cores
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -134,7 +134,7 @@ def render(request: RenderRequest, on_track: Callable[[int], None] | None = None
     soundfont = validate(request)
     sf_sha = sha256_file(soundfont)
     jobs = [(request, str(soundfont), i) for i in range(request.tracks)]
-    with StagedDirectory(request.out, request.overwrite) as staging:
+    with StagedDirectory(request.out, request.overwrite, replaces=(FORMAT,)) as staging:
         tracks = []
         if request.jobs == 1:
             for job in jobs:
@@ -186,6 +186,7 @@ def _render_track(job: tuple[RenderRequest, str, int], folder: Path) -> dict:
     stems = {stem: np.zeros(n) for stem in STEMS}
     for channel, part in enumerate(song.parts):
         stems[part.stem] += render_part(part, soundfont, request.sample_rate_hz, n, channel)
+    resting = [s for s in STEMS if gated_rms(stems[s], request.sample_rate_hz) < 1e-3]  # -60 dBFS
     gains = {s: float(rng.uniform(-3, 3) if s == "vocals" else rng.uniform(-6, 3)) for s in STEMS}
     for s in STEMS:
         stems[s] *= 10 ** (gains[s] / 20) / max(gated_rms(stems[s], request.sample_rate_hz), 1e-9)
@@ -204,27 +205,18 @@ def _render_track(job: tuple[RenderRequest, str, int], folder: Path) -> dict:
         **song.describe(),
         "gains_db": {s: round(g, 2) for s, g in gains.items()},
         "loudness_dbfs": levels,  # gated RMS of each written file
-        "resting": [],  # stems silent throughout this track: none, by construction (compose brings them in)
+        "resting": resting,  # stems silent (below -60 dBFS) throughout the track
     }
 
 
 def render_part(part: Part, soundfont: str, sample_rate_hz: int, n: int, channel: int) -> np.ndarray:
-    """One part through a fresh FluidSynth: (n,) float64 mono, full scale 1.0.
+    """One part through a fresh FluidSynth: (n,) float64 mono, full scale 1.0 at the synth gain.
 
-    Rendered again at half the synth gain if it clipped the synthesizer's 16-bit output.
+    Rendered in float (``fluid_synth_write_float``): the 16-bit writer adds dither from the C library's
+    process-wide ``rand()``, which would make a track depend on what the process rendered before it.
     """
-    gain = _SYNTH_GAIN
-    for _ in range(4):
-        audio = _play(part, soundfont, sample_rate_hz, n, gain)
-        if np.abs(audio).max() < 32767:
-            return audio.mean(axis=1) / 32768.0 / gain * _SYNTH_GAIN
-        gain /= 2
-    return audio.mean(axis=1) / 32768.0 / gain * _SYNTH_GAIN
-
-
-def _play(part: Part, soundfont: str, sample_rate_hz: int, n: int, gain: float) -> np.ndarray:
     fs = _fluidsynth()
-    synth = fs.Synth(gain=gain, samplerate=sample_rate_hz, channels=16)
+    synth = fs.Synth(gain=_SYNTH_GAIN, samplerate=sample_rate_hz, channels=16)
     try:
         sfid = synth.sfload(soundfont)
         if sfid < 0:
@@ -236,14 +228,14 @@ def _play(part: Part, soundfont: str, sample_rate_hz: int, n: int, gain: float) 
         synth.cc(chan, 7, 100)
         synth.cc(chan, 91, part.reverb)
         synth.cc(chan, 93, part.chorus)
-        out = np.zeros((n, 2), np.int16)
+        out = np.zeros((2, n), np.float32)  # left, right
         done = 0
         sounding: dict[int, int] = {}  # pitch -> id of the note that holds it
         for sample, _, kind, a, b in _events(part, sample_rate_hz):
             if sample >= n:
                 break
             if sample > done:
-                out[done:sample] = np.asarray(synth.get_samples(sample - done)).reshape(-1, 2)
+                _write_float(fs, synth, out, done, sample)
                 done = sample
             if kind == "on":
                 if a in sounding:  # re-struck before its release: release it first
@@ -257,10 +249,22 @@ def _play(part: Part, soundfont: str, sample_rate_hz: int, n: int, gain: float) 
             else:
                 synth.pitch_bend(chan, a)
         if done < n:
-            out[done:] = np.asarray(synth.get_samples(n - done)).reshape(-1, 2)
-        return out.astype(np.float64)
+            _write_float(fs, synth, out, done, n)
+        return out.astype(np.float64).mean(axis=0)
     finally:
         synth.delete()
+
+
+def _write_float(fs, synth, out: np.ndarray, a: int, b: int) -> None:
+    """Samples [a, b) of the synth's stereo output into ``out`` (2, n) float32, in blocks of 64 frames."""
+    import ctypes
+
+    write = fs._fl.fluid_synth_write_float
+    write.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    write.argtypes += [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    left, right = out[0, a:b], out[1, a:b]
+    if write(synth.synth, b - a, left.ctypes.data, 0, 1, right.ctypes.data, 0, 1) != 0:
+        raise RuntimeError("fluid_synth_write_float failed")
 
 
 def _events(part: Part, sample_rate_hz: int):

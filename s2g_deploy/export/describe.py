@@ -253,7 +253,17 @@ def _quality_lines(quality: dict | None, subnet: str) -> list[str]:
         lines.append(f"On the {name} split ({label}): {describe_row(split['subnets'].get(subnet))}.")
     lines.append(
         "uSDR and SI-SDR are means over tracks; cSDR is BSSEval v4 (museval), median over 1-s windows, then over "
-        "tracks. The data is rendered General-MIDI music (FluidSynth), a proxy for real recordings: compare models "
-        "with these numbers, do not expect them on commercial music."
+        "tracks." + _data_caveat(data.get("kind"))
     )
     return lines
+
+
+def _data_caveat(kind: str | None) -> str:
+    if kind == "synthetic":
+        return " The data is the built-in synthetic set (tones, clicks, noise): a demonstration, not music."
+    if kind == "stems":
+        return (
+            " Measured on the stems folder named above; if it is rendered General-MIDI music (s2g data render), "
+            "it is a proxy for real recordings: compare models with it, do not expect its numbers on commercial music."
+        )
+    return ""

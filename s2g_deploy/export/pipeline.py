@@ -56,7 +56,7 @@ from s2g_deploy.export.parity import (
 )
 from s2g_deploy.models.bsrnn import count_params
 from s2g_deploy.models.elastic import ElasticBSRNN
-from s2g_deploy.quality import subnet_quality
+from s2g_deploy.quality import restrict, subnet_quality
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
 
@@ -223,7 +223,11 @@ def _run_export(
             work / DENSE_FILE,
             dense,
             CheckpointMeta(
-                config, subnet=subnet, parent_sha256=parent_sha, training=ckpt.meta.training, quality=quality
+                config,
+                subnet=subnet,
+                parent_sha256=parent_sha,
+                training=ckpt.meta.training,
+                quality=restrict(ckpt.meta.quality, str(subnet)),
             ),
         )
         # --- export and simplify --------------------------------------------------------------

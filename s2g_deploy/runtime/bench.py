@@ -260,7 +260,9 @@ def measure_model(facts: ModelFacts, profile: Profile) -> BenchReport:
         "min_duration_s": m.min_duration_s,
         "seed": 0,
     }
-    log.info("measuring %s under profile %r (%s)", facts.path, profile.name, "x".join(map(str, shape)))
+    # the subnet, not the path: during export and release the file still sits in a staging directory
+    what = f"subnet {facts.subnet}" if facts.subnet else facts.path.name
+    log.info("measuring %s under profile %r (input %s)", what, profile.name, "x".join(map(str, shape)))
     result = measure(job)
     return _report(facts, profile, job, result, environment(), tuple(notes))
 

@@ -37,7 +37,7 @@ from s2g_deploy.errors import InputError
 from s2g_deploy.models.elastic import ElasticBSRNN
 from s2g_deploy.quality import TIMBRE_SPLIT, chunk_key, overlap_for
 from s2g_deploy.train.data import SyntheticMusic
-from s2g_deploy.train.metrics import csdr, si_sdr, usdr
+from s2g_deploy.train.metrics import csdr, require_museval, si_sdr, usdr
 from s2g_deploy.train.stems import StemFolder
 
 METRICS = {
@@ -119,7 +119,8 @@ def separate_examples(run: Callable, examples, sample_rate_hz: int, chunk_second
                 out = call(mix)
             else:
                 chunk = max(1, round(chunk_seconds * sample_rate_hz))
-                out = separate_batched(call, mix, chunk, round(overlap_for(chunk_seconds) * sample_rate_hz))
+                overlap = min(round(overlap_for(chunk_seconds) * sample_rate_hz), chunk // 2)  # as separate does
+                out = separate_batched(call, mix, chunk, overlap)
             for i, est in zip(group, out, strict=True):
                 estimates[i] = est
     return estimates
@@ -175,6 +176,7 @@ def evaluate(
             f"refusing to write {target_path}: that is the installed package's bundled supernet; "
             "give --out PATH for the evaluated copy"
         )
+    require_museval()  # before any work: cSDR is part of every row
     ckpt = load_checkpoint(checkpoint)
     model, meta = ckpt.model.eval(), ckpt.meta
     sr = meta.config.sample_rate_hz

@@ -225,19 +225,39 @@ class _EMA:
         self.shadow = {k: v.detach().clone() for k, v in model.state_dict().items()} if decay else {}
 
     @torch.no_grad()
-    def update(self, model: BSRNN) -> None:
+    def update(self, model: BSRNN, step: int) -> None:
+        # warm-up (as in TensorFlow's ExponentialMovingAverage with num_updates): early averages do not
+        # keep the random initialisation (0.999 ** 1800 would still be 16% of it); a function of the step,
+        # so a resumed run averages exactly as an uninterrupted one
+        decay = min(self.decay, (1 + step) / (10 + step))
         for k, v in model.state_dict().items():
             if v.is_floating_point():
-                self.shadow[k].mul_(self.decay).add_(v.detach(), alpha=1 - self.decay)
+                self.shadow[k].mul_(decay).add_(v.detach(), alpha=1 - decay)
             else:
                 self.shadow[k].copy_(v)
 
-    def weights(self, model: BSRNN) -> dict[str, torch.Tensor]:
-        """The weights to validate and ship: the average, or the model's own without EMA."""
-        return self.shadow if self.decay else model.state_dict()
+
+_RUN_DEFINING = (
+    "preset",
+    "init",
+    "data",
+    "target",
+    "remix",
+    "steps",
+    "batch_size",
+    "segment_seconds",
+    "recipe",
+    "seed",
+    "fixed_subnet",
+)  # fmt: skip  (what decides the weights; resume must not change them)
 
 
-def _save_state(path: Path, model: BSRNN, optimizer, step: int, ema: _EMA, wall_s: float) -> None:
+def _run_identity(config: TrainConfig) -> str:
+    values = asdict(config)
+    return json.dumps({k: _jsonable(values[k]) for k in _RUN_DEFINING}, sort_keys=True)
+
+
+def _save_state(path: Path, model: BSRNN, optimizer, step: int, ema: _EMA, wall_s: float, run: str) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -247,12 +267,12 @@ def _save_state(path: Path, model: BSRNN, optimizer, step: int, ema: _EMA, wall_
         for key, value in state.items():
             tensors[f"optim.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"step": str(step), "param_groups": json.dumps(opt["param_groups"]), "wall_s": repr(wall_s)}
+    meta = {"step": str(step), "param_groups": json.dumps(opt["param_groups"]), "wall_s": repr(wall_s), "run": run}
     with atomic_file(path, overwrite=True) as tmp:
         save_file(tensors, tmp, metadata=meta)
 
 
-def _load_state(path: Path, model: BSRNN, optimizer, ema: _EMA) -> tuple[int, float]:
+def _load_state(path: Path, model: BSRNN, optimizer, ema: _EMA, run: str) -> tuple[int, float]:
     """Restore a run's state; returns (steps done, training seconds so far)."""
     from safetensors import safe_open
 
@@ -262,6 +282,12 @@ def _load_state(path: Path, model: BSRNN, optimizer, ema: _EMA) -> tuple[int, fl
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
     except Exception as exc:
         raise InputError(f"{path}: cannot resume from this training state ({str(exc).splitlines()[0]})") from None
+    if "run" in meta and meta["run"] != run:  # states written before this check carry no identity
+        saved, now = json.loads(meta["run"]), json.loads(run)
+        changed = ", ".join(
+            f"--{k.replace('_', '-')} {saved.get(k)!r} -> {now[k]!r}" for k in now if saved.get(k) != now[k]
+        )
+        raise InputError(f"{path}: --resume with other settings than the run was started with ({changed})")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
     shadow = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
     if set(shadow) != set(ema.shadow):
@@ -309,7 +335,10 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
     ema = _EMA(model, recipe.ema)
     start, wall_before = 0, 0.0
     if config.resume:
-        start, wall_before = _load_state(state_path, model, optimizer, ema)
+        start, wall_before = _load_state(state_path, model, optimizer, ema, _run_identity(config))
+        if start >= config.steps:
+            raise InputError(f"{out}: already trained {start} steps of --steps {config.steps}; nothing to resume")
+        _truncate_log(log_path, start)  # validations after the last saved state are redone
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
     step_module: nn.Module = _S2GStep(model, recipe.distill, recipe.full_weight)
@@ -336,7 +365,7 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
                 group["lr"] = recipe.lr_at(step, config.steps)
             optimizer.step()
             if recipe.ema:
-                ema.update(model)
+                ema.update(model, step)
             loss_value = loss.item()
             done = step + 1
             if rank == 0 and (done % config.val_every == 0 or done == config.steps):
@@ -345,7 +374,8 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
                 with log_path.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             if rank == 0 and (done % config.save_every == 0 or done == config.steps):
-                _save_state(state_path, model, optimizer, done, ema, wall_before + time.perf_counter() - started)
+                wall_s = wall_before + time.perf_counter() - started
+                _save_state(state_path, model, optimizer, done, ema, wall_s, _run_identity(config))
             bar.update(done, loss_value, history[-1] if history else None)
     finally:
         bar.close()
@@ -380,6 +410,13 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
         }
         save_checkpoint(ckpt_path, model.cpu(), replace(meta, training=training))
     return TrainResult(ckpt_path, config.steps, config.steps - start, wall, loss_value, history)
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if path.is_file():
+        rows = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+        with atomic_file(path, overwrite=True) as tmp:
+            tmp.write_text("".join(row + "\n" for row in rows))
 
 
 def _jsonable(value):

@@ -21,6 +21,24 @@ def si_sdr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10((target.pow(2).sum(-1) + _EPS) / ((target - estimate).pow(2).sum(-1) + _EPS))
 
 
+def require_museval():
+    """The museval module, or an :class:`InputError` naming what to install (its import needs ffmpeg)."""
+    import warnings
+
+    from s2g_deploy.errors import InputError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # museval's imports warn
+            import museval
+    except (ImportError, RuntimeError, OSError) as exc:  # stempeg raises RuntimeError without ffmpeg
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(
+            f"cSDR needs museval, which cannot be imported ({first}): apt-get install ffmpeg; pip install museval"
+        ) from None
+    return museval
+
+
 def csdr(estimate, reference, sample_rate_hz: int) -> float:
     """One track's cSDR in dB: BSSEval v4 SDR (museval) on 1-s windows, median over windows.
 
@@ -32,10 +50,9 @@ def csdr(estimate, reference, sample_rate_hz: int) -> float:
 
     import numpy as np
 
+    museval = require_museval()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # museval's imports and all-silent windows warn on every call
-        import museval
-
+        warnings.simplefilter("ignore")  # all-silent windows warn on every call
         ref = np.asarray(reference, np.float64).reshape(1, -1, 1)  # (sources, samples, channels)
         est = np.asarray(estimate, np.float64).reshape(1, -1, 1)
         if not ref.any():  # every window silent; museval refuses an all-zero reference (ValueError)

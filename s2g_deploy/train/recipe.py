@@ -97,6 +97,9 @@ RECIPES = {
     "sandwich-weighted": Recipe(subnets_per_step=1, sandwich=True, full_weight=2.0),
     "sandwich-distill": Recipe(subnets_per_step=2, sandwich=True, distill=1.0),
     "sandwich-mixed": Recipe(subnets_per_step=2, sandwich=True, distill=0.5, shrink_start=0.1),
+    "sandwich-mixed-weighted": Recipe(
+        subnets_per_step=2, sandwich=True, distill=0.5, shrink_start=0.1, full_weight=3.0
+    ),
 }
 
 
