@@ -80,12 +80,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def _quick_runs(args, work: Path) -> None:
     """A tiny rendered set and a tiny study in ``work`` (the test suite's smoke test)."""
+    from s2g_deploy.data.render import RenderRequest, render
+
     args.data, args.runs = work / "data", work / "runs"
-    for split, tracks in (("train", 3), ("valid", 2), ("test", 2)):
-        render = ["data", "render", "--split", split, "--tracks", str(tracks), "--seconds", "1.5"]
-        _s2g([*render, "--soundfont", "TimGM6mb", "--out", str(args.data / split)])
-    timbre = ["data", "render", "--split", "test", "--tracks", "2", "--seconds", "1.5", "--soundfont", "TimGM6mb"]
-    _s2g([*timbre, "--out", str(args.data / "test-timbre")])
+    for split, tracks, folder in (
+        ("train", 3, "train"),
+        ("valid", 2, "valid"),
+        ("test", 2, "test"),
+        ("test", 2, "test-timbre"),
+    ):
+        render(
+            RenderRequest(
+                args.data / folder, tracks, 1.5, 16000, "TimGM6mb", seed=int(folder == "test-timbre"), split=split
+            )
+        )
     quick = ["--preset", "tiny", "--steps", "3", "--batch-size", "2", "--warmup-steps", "1", "--val-every", "1"]
     runs = ["--recipes", "paper,sandwich-mixed", "--subnets", "1x4,2x8", "--seeds", "0,1", "--jobs", "1"]
     subprocess.run(
@@ -101,10 +109,6 @@ def _quick_runs(args, work: Path) -> None:
         ],
         check=True,
     )
-
-
-def _s2g(argv: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "s2g_deploy", *argv], check=True, stdout=subprocess.DEVNULL)
 
 
 def _finished(path: Path, steps: int) -> bool:

@@ -15,7 +15,7 @@ def _quick(script: str, results: Path, *extra: str) -> subprocess.CompletedProce
         [sys.executable, str(BENCHMARKS / script), "--quick", "--results", str(results), *extra],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,  # minutes on a loaded machine; about one idle
     )
 
 

@@ -204,13 +204,16 @@ def _table(held: HeldOut, runs: dict, sr: int, chunks: tuple[float, ...]) -> dic
         "subnets": {},
         "chunked": {},
     }
+    total, done = len(runs) * (1 + len(chunks)), 0
     for key, run in runs.items():
-        log.info("scoring %s on the %s split: whole clip", key, held.name)
+        done += 1
+        log.info("scoring %s on the %s split: whole clip (%d of %d)", key, held.name, done, total)
         table["subnets"][key] = score(run, examples, sr)
     for chunk in chunks:
         entry = {"chunk_seconds": chunk, "overlap_seconds": overlap_for(chunk), "mixture": mixture, "subnets": {}}
         for key, run in runs.items():
-            log.info("scoring %s on the %s split: %g s chunks", key, held.name, chunk)
+            done += 1
+            log.info("scoring %s on the %s split: %g s chunks (%d of %d)", key, held.name, chunk, done, total)
             entry["subnets"][key] = score(run, examples, sr, chunk)
         table["chunked"][chunk_key(chunk)] = entry
     return table
