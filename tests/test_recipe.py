@@ -27,6 +27,21 @@ def _weights(path):
     return load_checkpoint(path).model.state_dict()
 
 
+def _interrupted_at_step_four(config: TrainConfig, monkeypatch) -> None:
+    """Run ``config`` until Ctrl-C arrives in its fourth step (as a user would press it)."""
+    real = loop._subnets_of_step
+
+    def dies_at_step_four(model, cfg, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real(model, cfg, step)
+
+    monkeypatch.setattr(loop, "_subnets_of_step", dies_at_step_four)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    monkeypatch.setattr(loop, "_subnets_of_step", real)
+
+
 def test_cosine_schedule_with_warmup_follows_its_formula():
     r = Recipe(lr=1e-3, schedule="cosine", warmup_steps=10, min_lr_ratio=0.1)
     assert r.lr_at(0, 100) == pytest.approx(1e-4)  # (0 + 1) / 10 of the peak
@@ -97,17 +112,7 @@ def test_resume_is_exact_with_schedule_ema_and_recipe(tmp_path, monkeypatch, rec
     rec = resolve_recipe(recipe, {"schedule": "cosine", "warmup_steps": 2, "ema": 0.9})
     common = dict(steps=6, val_every=100, save_every=2, recipe=rec, **FAST)
     straight = train(TrainConfig(out=tmp_path / "a", **common), progress=False)
-    real = loop._subnets_of_step
-
-    def dies_at_step_four(model, config, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(model, config, step)
-
-    monkeypatch.setattr(loop, "_subnets_of_step", dies_at_step_four)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(out=tmp_path / "b", **common), progress=False)
-    monkeypatch.setattr(loop, "_subnets_of_step", real)
+    _interrupted_at_step_four(TrainConfig(out=tmp_path / "b", **common), monkeypatch)
     resumed = train(TrainConfig(out=tmp_path / "b", resume=True, **common), progress=False)
     assert resumed.steps_run == 4 and resumed.steps == 6
     a, b = _weights(straight.checkpoint), _weights(resumed.checkpoint)
@@ -186,17 +191,7 @@ def test_resume_refuses_other_settings_and_a_finished_run(tmp_path):
 
 def test_resume_rewrites_validations_after_the_saved_state(tmp_path, monkeypatch):
     common = dict(steps=4, save_every=2, val_every=1, **FAST)
-    real = loop._subnets_of_step
-
-    def dies_at_step_four(model, config, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return real(model, config, step)
-
-    monkeypatch.setattr(loop, "_subnets_of_step", dies_at_step_four)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainConfig(out=tmp_path / "r", **common), progress=False)
-    monkeypatch.setattr(loop, "_subnets_of_step", real)
+    _interrupted_at_step_four(TrainConfig(out=tmp_path / "r", **common), monkeypatch)
     log = tmp_path / "r" / "log.jsonl"
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]  # step 3: after the state
     train(TrainConfig(out=tmp_path / "r", resume=True, **common), progress=False)

@@ -342,16 +342,17 @@ def _measure_subnets(path: Path, subnets: list[Subnet], profile: Profile, io: st
     results: dict[Subnet, list[dict]] = {s: [] for s in subnets}
     with tempfile.TemporaryDirectory(prefix="s2g-calibrate-") as tmp, single_threaded():
         files = {}
-        for subnet in subnets:
-            log.info("exporting %s for calibration", subnet)
+        for i, subnet in enumerate(subnets, 1):
+            log.info("exporting %s for calibration (%d of %d)", subnet, i, len(subnets))
             dense = slice_subnet(supernet, subnet).eval()
             simplified, _ = simplify(
                 to_onnx(dense, io, profile.runtime.opset, config.sample_rate_hz + 5), io, config.n_bins
             )
             files[subnet] = Path(tmp) / f"{subnet}.onnx"
             files[subnet].write_bytes(simplified)
-        for subnet, file in [item for _ in range(repeats) for item in files.items()]:
-            log.info("measuring %s under profile %r", subnet, profile.name)
+        jobs = [item for _ in range(repeats) for item in files.items()]
+        for i, (subnet, file) in enumerate(jobs, 1):
+            log.info("measuring %s under profile %r (%d of %d)", subnet, profile.name, i, len(jobs))
             job = {
                 "kind": "onnx",
                 "model": str(file),
