@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     if args.quick:
-        args.steps = 2
+        args.steps = 4
     rows = {}
     settings = dict(list(SETTINGS.items())[:2]) if args.quick else SETTINGS
     conditions = ("idle",) if args.quick else ("idle", "loaded")
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, (threads, policy) in settings.items():
                     log(f"{condition}: {name}")
                     seconds, used = _per_step(args, threads, policy, work)
-                    rows.setdefault(name, {})[condition] = round(seconds, 4)
+                    rows.setdefault(name, {})[condition] = round(seconds, 6)
                     rows[name][f"{condition}_used"] = used  # what the run recorded it ran with
             finally:
                 if busy is not None:
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         "steps_timed": args.steps,
         "seconds_per_step": rows,
         "fastest": best,
-        "default_over_fastest": {c: round(rows["auto (the default)"][c] / best[c], 3) for c in best},
+        # a timing of a few tiny steps can round to nothing on a loaded machine: no ratio rather than a crash
+        "default_over_fastest": {
+            c: round(rows["auto (the default)"][c] / best[c], 3) if best[c] > 1e-6 else None for c in best
+        },
         "environment": environment(),
     }
     write_results(args.results, "train_speed_quick" if args.quick else "train_speed", report, _markdown(report))
@@ -127,7 +130,9 @@ def _markdown(r: dict) -> str:
     d = r["default_over_fastest"]
     lines += [
         "",
-        "The default is " + " and ".join(f"{v:.2f}x the fastest setting {c}" for c, v in d.items()) + ".",
+        "The default is "
+        + " and ".join(f"{v:.2f}x the fastest setting {c}" if v else f"unmeasured {c}" for c, v in d.items())
+        + ".",
         "",
         machine_line(r["environment"]),
     ]
