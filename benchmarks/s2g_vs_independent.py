@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"not finished yet, left out: {', '.join(missing)}")
         sr = load_checkpoint(next(p for n, p in ckpts.items() if n not in missing)).meta.config.sample_rate_hz
         sets = held_out_sets(args.data, None, sr, 0, 0, "vocals")
-        scores = _score_all(ckpts, missing, sets, sr)
+        scores = _score_all(ckpts, missing, sets, sr, subnets)
         step_s = _seconds_per_step(args, settings, Path(work))
     report = _report(args, settings, recipes, subnets, seeds, scores, sets, step_s, missing, sr)
     stem = "s2g_vs_independent_quick" if args.quick else "s2g_vs_independent"
@@ -117,7 +117,7 @@ def _finished(path: Path, steps: int) -> bool:
     return (read_meta(path).training or {}).get("steps_done") == steps
 
 
-def _score_all(ckpts: dict, missing: list, sets, sr: int) -> dict:
+def _score_all(ckpts: dict, missing: list, sets, sr: int, compared: list[str]) -> dict:
     """run name -> {"training": ..., "scores": {split: {subnet: row}}, "valid_end": {subnet: uSDR}}."""
     out = {}
     for name, path in ckpts.items():
@@ -127,7 +127,8 @@ def _score_all(ckpts: dict, missing: list, sets, sr: int) -> dict:
         model = ckpt.model.eval()
         training = ckpt.meta.training or {}
         if ckpt.meta.space is not None:  # a supernet: every compared subnet is cut from it
-            runs = {str(s): (lambda x, s=s, m=model: m(x, s)) for s in ckpt.meta.space.grid()}
+            grid = [s for s in ckpt.meta.space.grid() if str(s) in compared]
+            runs = {str(s): (lambda x, s=s, m=model: m(x, s)) for s in grid}
         else:
             runs = {str(ckpt.meta.subnet): model}
         log(f"scoring {name}")
@@ -164,8 +165,9 @@ def _seconds_per_step(args, settings: dict, work: Path) -> dict:
     from s2g_deploy.models.registry import get_preset
 
     preset = get_preset(settings["preset"])
+    # the small validation folder as training data: a step costs the same, and loading is seconds, not minutes
     common = dict(
-        preset=settings["preset"], data=args.data / "train", val_data=args.data / "valid",
+        preset=settings["preset"], data=args.data / "valid", val_data=args.data / "valid",
         batch_size=int(settings["batch_size"]), val_every=10**9, val_items=1, val_seconds=0.5, save_every=10**9,
         threads=1,
     )  # fmt: skip
@@ -217,7 +219,7 @@ def _spread(values: list[float]) -> dict:
         return {"mean": None, "std": None, "values": []}
     return {
         "mean": round(statistics.mean(values), 3),
-        "std": round(statistics.stdev(values), 3) if len(values) > 1 else 0.0,
+        "std": round(statistics.stdev(values), 3) if len(values) > 1 else None,  # one seed: no spread
         "values": [round(v, 3) for v in values],
     }
 
@@ -419,7 +421,8 @@ def _pair(spreads: dict, sign: bool = False) -> str:
     def one(x):
         if x["mean"] is None:
             return "-"
-        return (f"{x['mean']:+.2f}" if sign else f"{x['mean']:.2f}") + f" ± {x['std']:.2f}"
+        spread = f" ± {x['std']:.2f}" if x["std"] is not None else ""
+        return (f"{x['mean']:+.2f}" if sign else f"{x['mean']:.2f}") + spread
 
     return f"{one(spreads['usdr_db'])} / {one(spreads['csdr_db'])}"
 

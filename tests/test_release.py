@@ -23,8 +23,14 @@ QUALITY = {
     "metric": "usdr_db",
     "data": {"kind": "synthetic", "split": "test", "tracks": 4, "seconds": 1.0},
     "subnets": {"1x4": {"usdr_db": 3.25, "sisdr_db": 2.5}, "2x8": {"usdr_db": 5.5, "sisdr_db": 4.75}},
-    # the test profiles run 32 ms chunks: measured there for 1x4 only, so 2x8 is "unmeasured" at its workload
-    "chunked": {"0.032": {"chunk_seconds": 0.032, "overlap_seconds": 0.016, "subnets": {"1x4": {"usdr_db": 2.0}}}},
+    # the test profiles run 32 ms chunks: what a release quotes is the figure measured there
+    "chunked": {
+        "0.032": {
+            "chunk_seconds": 0.032,
+            "overlap_seconds": 0.016,
+            "subnets": {"1x4": {"usdr_db": 2.0}, "2x8": {"usdr_db": 4.0}},
+        }
+    },
 }
 # tiny's grid: 1x4 9.3M, 2x4 15.9M, 1x8 32.4M, 2x8 59.0M network MACs per second; quality for 1x4 and 2x8
 BUDGETS = {"small": "20M", "big": "100M", "impossible": "1K"}
@@ -102,8 +108,7 @@ def test_release_layout_checksums_and_document(release_a):
     impossible, small, big = doc["profiles"]
     assert (small["status"], small["subnet"], big["status"], big["subnet"]) == ("ok", "1x4", "ok", "2x8")
     assert small["quality"] == {"metric": "usdr_db", "value": 2.0, "workload": "0.032 s chunks", "usdr_db": 2.0}
-    assert big["quality"]["value"] is None and big["quality"]["workload"] == "0.032 s chunks"
-    assert "quality unmeasured at this chunk length" in big["quality"]["note"]  # never the whole-clip 5.5
+    assert big["quality"]["value"] == 4.0 and big["quality"]["workload"] == "0.032 s chunks"  # not the whole-clip 5.5
     assert small["budgets"]["max_macs_per_second"]["passed"] is True
     assert small["budgets"]["latency_ms"] == {
         "limit": 1000.0, "measured": None, "passed": None, "unit": "ms per run", "statistic": "p90"
@@ -249,3 +254,14 @@ def test_env_json():
     assert env["torch_threads"]["intra_op"] >= 1
     result = runner.invoke(app, ["env"])
     assert result.exit_code == 0 and "onnxruntime providers" in result.stdout
+
+
+def test_a_quality_unmeasured_at_the_workload_is_said_so_in_the_release_table():
+    from s2g_deploy.quality import subnet_quality
+    from s2g_deploy.release import _release_quality
+    from s2g_deploy.release_notes import quality_text
+
+    record = _release_quality(subnet_quality(QUALITY, "2x8", 0.064), "2x8")
+    assert record["value"] is None and "quality unmeasured at this chunk length" in record["note"]
+    assert quality_text(record) == "unmeasured at 0.064 s chunks"
+    assert quality_text(_release_quality(subnet_quality(QUALITY, "2x8", 0.032), "2x8")) == "4.00 (0.032 s chunks)"

@@ -34,16 +34,20 @@ def esc(value: Any) -> str:
     return escape(str(value))
 
 
+_emitted: list[bool] = []  # a JSON document is already on stdout (a result that ends with exit 3 or 4)
+
+
 def emit_json(document: Any) -> None:
     """Print one JSON document on stdout."""
     sys.stdout.write(json.dumps(document, indent=2, sort_keys=False) + "\n")
     sys.stdout.flush()
+    _emitted.append(True)
 
 
 def fail(message: str, exit_code: int, as_json: bool = False) -> typer.Exit:
     """One line on stderr (user text is never markup); with --json also a JSON error document on stdout."""
     stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, markup=True)
-    if as_json:
+    if as_json and not _emitted:  # one document per command: a result that says why it failed stands alone
         emit_json({"error": {"message": message, "exit_code": exit_code}})
     return typer.Exit(exit_code)
 
@@ -66,6 +70,7 @@ def handles_errors(command: Callable) -> Callable:
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         as_json = bool(kwargs.get("json_"))
+        _emitted.clear()
         try:
             return command(*args, **kwargs)
         except S2GError as exc:

@@ -147,7 +147,7 @@ class StemFolder:
         for t in self.tracks:
             digest.update(t.name.encode())
             digest.update(np.ascontiguousarray(t.target).tobytes())
-        return {
+        described = {
             "kind": "stems",
             "root": str(self.root),
             "target": self.target,
@@ -155,3 +155,11 @@ class StemFolder:
             "remix": self.remix,
             "sha256": digest.hexdigest(),
         }
+        from s2g_deploy.data.render import read_manifest
+
+        rendered = read_manifest(self.root)
+        if rendered is not None:  # s2g data render wrote it: say which split and soundfont
+            args = rendered["arguments"]
+            described["rendered"] = {k: args[k] for k in ("split", "soundfont", "seed", "seconds")}
+            described["split"] = args["split"]
+        return described
