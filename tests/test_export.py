@@ -295,7 +295,7 @@ def test_existing_non_empty_output_exits_2_and_is_untouched(tiny_ckpt, tmp_path)
     args = ["export", str(tiny_ckpt), "--subnet", "1x4", "--out", str(out)]
     _invoke_and_check_nothing_written(args, tmp_path, 2, "not empty")
     # --overwrite replaces only an s2g export, never an arbitrary folder
-    _invoke_and_check_nothing_written([*args, "--overwrite"], tmp_path, 2, "not an s2g export")
+    _invoke_and_check_nothing_written([*args, "--overwrite"], tmp_path, 2, "--overwrite replaces only an export")
     assert _listing(out) == {"keep.txt": b"mine"}
 
 
