@@ -339,9 +339,9 @@ def _markdown(r: dict) -> str:
         "",
         f"`{r['command']}` over the runs of `benchmarks/study_runs.py` ({s['runs']}).",
         "",
-        f"Preset `{s['preset']}`, {s['steps']} steps, batch {s['batch_size']} x 1 s, {s['schedule']} schedule with "
+        f"Preset `{s['preset']}`, {s['steps']} steps, batch {s['batch_size']}, {s['schedule']} schedule with "
         f"{s['warmup_steps']} warm-up steps, seeds {s['seeds']}, one torch thread per run; training data "
-        f"{s['data']}/train (rendered, FluidR3_GM). Every S2G subnet and every alone model sees the same batches.",
+        f"{s['data']}/train. Every S2G subnet and every alone model sees the same batches.",
         "",
     ]
     for split, held in r["held_out"].items():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def run_one(args, name: str, argv: list[str]) -> dict:
     started = time.perf_counter()
     with open(args.runs / f"{name}.log", "a") as out:
         proc = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, env={**_env(), "OMP_WAIT_POLICY": "PASSIVE"}
+            command, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
         )
         pid_file.write_text(str(proc.pid))
         code = proc.wait()
@@ -92,19 +93,11 @@ def run_one(args, name: str, argv: list[str]) -> dict:
 
 def _alive(pid_file: Path) -> bool:
     """A run another study_runs process started and is still training."""
-    import os
-
     try:
         os.kill(int(pid_file.read_text()), 0)
     except (OSError, ValueError):
         return False
     return True
-
-
-def _env() -> dict:
-    import os
-
-    return dict(os.environ)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -217,7 +217,7 @@ def test_json_prints_one_document(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)  # the whole of stdout: fails on anything else printed there
     assert doc["out"] == str(out) and doc["tracks"] == 2
-    assert doc["seconds"] == pytest.approx(2 * 1.5)  # audio in all, seconds
+    assert doc["total_seconds"] == pytest.approx(2 * 1.5) and doc["seconds_per_track"] == 1.5
     assert doc["wall_s"] >= 0
     assert "rendered 2/2 tracks" in result.stderr  # progress goes to stderr
 
@@ -229,7 +229,7 @@ def test_json_stdout_of_the_process_is_one_document(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
-    assert doc["out"] == str(out) and doc["tracks"] == 1 and doc["seconds"] == pytest.approx(1.5)
+    assert doc["out"] == str(out) and doc["tracks"] == 1 and doc["total_seconds"] == pytest.approx(1.5)
 
 
 # --- refusals: exit 2, one line, nothing written -------------------------------------------------------

@@ -51,7 +51,15 @@ def render(
         result = run(request, on_track)
     wall = time.perf_counter() - started
     if json_:
-        emit_json({"out": str(result.out), "tracks": result.tracks, "seconds": result.total_seconds, "wall_s": wall})
+        emit_json(
+            {
+                "out": str(result.out),
+                "tracks": result.tracks,
+                "seconds_per_track": result.seconds,
+                "total_seconds": result.total_seconds,
+                "wall_s": wall,
+            }
+        )
         return
     stdout.print(
         f"rendered {result.tracks} tracks ({result.total_seconds / 60:.1f} min of audio) in {wall:.0f} s -> ",

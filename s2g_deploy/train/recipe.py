@@ -103,9 +103,6 @@ RECIPES = {
 }
 
 
-DEFAULT_RECIPE = "paper"
-
-
 def resolve_recipe(name: str, overrides: dict) -> Recipe:
     """A named recipe with the options the user set (``None`` values are left as the recipe has them)."""
     from dataclasses import replace
