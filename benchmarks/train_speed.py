@@ -29,12 +29,14 @@ from results_io import log, machine_line, write_results
 from s2g_deploy.environment import environment
 
 RESULTS = Path(__file__).parent / "results"
-SETTINGS = {  # name -> (--threads, OMP_WAIT_POLICY or None for OpenMP's own default)
-    "auto (the default)": ("auto", None),
-    "1 thread, passive": ("1", "PASSIVE"),
-    "2 threads, passive": ("2", "PASSIVE"),
-    "2 threads, spinning": ("2", "ACTIVE"),
+SETTINGS = {  # name -> (--threads, OpenMP environment; {} for OpenMP's own default)
+    "auto (the default)": ("auto", {}),
+    "1 thread, passive": ("1", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "2 threads, passive": ("2", {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "2 threads, brief spin (GOMP_SPINCOUNT=10000)": ("2", {"GOMP_SPINCOUNT": "10000"}),
+    "2 threads, spinning": ("2", {"OMP_WAIT_POLICY": "ACTIVE"}),
 }
+OPENMP_VARS = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")
 
 
 def _train_args(args) -> list[str]:
@@ -44,10 +46,8 @@ def _train_args(args) -> list[str]:
     return [*data, "--preset", "xsmall", "--batch-size", "8", "--val-every", "100000", "--save-every", "100000"]
 
 
-def _run(args, threads: str, policy: str | None, steps: int, out: Path) -> float:
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
-    if policy:
-        env["OMP_WAIT_POLICY"] = policy
+def _run(args, threads: str, openmp: dict, steps: int, out: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if k not in OPENMP_VARS} | openmp
     cmd = [sys.executable, "-m", "s2g_deploy", "train", *_train_args(args), "--threads", threads]
     done = subprocess.run(
         [*cmd, "--steps", str(steps), "--out", str(out), "--json"], env=env, capture_output=True, text=True
@@ -61,9 +61,9 @@ def _run(args, threads: str, policy: str | None, steps: int, out: Path) -> float
     return json.loads(done.stdout)["wall_time_s"], used
 
 
-def _per_step(args, threads: str, policy: str | None, work: Path) -> tuple[float, dict]:
-    one, _ = _run(args, threads, policy, 1, work / f"one-{threads}-{policy}-{time.monotonic_ns()}")
-    many, used = _run(args, threads, policy, 1 + args.steps, work / f"many-{threads}-{policy}-{time.monotonic_ns()}")
+def _per_step(args, threads: str, openmp: dict, work: Path) -> tuple[float, dict]:
+    one, _ = _run(args, threads, openmp, 1, work / f"one-{time.monotonic_ns()}")
+    many, used = _run(args, threads, openmp, 1 + args.steps, work / f"many-{time.monotonic_ns()}")
     return max(many - one, 1e-9) / args.steps, used
 
 
@@ -90,9 +90,9 @@ def main(argv: list[str] | None = None) -> int:
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
                 time.sleep(5)
             try:
-                for name, (threads, policy) in settings.items():
+                for name, (threads, openmp) in settings.items():
                     log(f"{condition}: {name}")
-                    seconds, used = _per_step(args, threads, policy, work)
+                    seconds, used = _per_step(args, threads, openmp, work)
                     rows.setdefault(name, {})[condition] = round(seconds, 6)
                     rows[name][f"{condition}_used"] = used  # what the run recorded it ran with
             finally:
@@ -128,7 +128,12 @@ def _markdown(r: dict) -> str:
     for name, row in r["seconds_per_step"].items():
         lines.append(f"| {name} | {row['idle']:.3f} | " + (f"{row['loaded']:.3f} |" if "loaded" in row else "- |"))
     d = r["default_over_fastest"]
+    auto = r["seconds_per_step"]["auto (the default)"]
+    chose = [f"{auto[c + '_used']['torch_threads']} thread(s), OMP_WAIT_POLICY "
+             f"{auto[c + '_used']['omp_wait_policy'] or 'unset'} {c}" for c in d if c + "_used" in auto]  # fmt: skip
     lines += [
+        "",
+        "Auto chose " + " and ".join(chose) + ".",
         "",
         "The default is "
         + " and ".join(f"{v:.2f}x the fastest setting {c}" if v else f"unmeasured {c}" for c, v in d.items())

@@ -48,3 +48,8 @@ def test_export_without_a_checkpoint_uses_the_bundled_supernet(tmp_path):
     assert doc["subnet"] == manifest["subnet"] == "1x16"  # the best whole-clip subnet within 300M (README table)
     assert manifest["costs"]["macs_per_second"]["network"] <= 300_000_000
     assert manifest["quality"]["subnets"]["1x16"]["usdr_db"] == round(meta.quality["subnets"]["1x16"]["usdr_db"], 3)
+    card = (tmp_path / "phone" / "model_card.md").read_text()
+    limits = card.split("## Training data and limits")[1].split("##")[0]
+    assert "240 tracks of General-MIDI songs" in limits and "soundfont FluidR3_GM.sf2, split train" in limits
+    assert "not a MUSDB18-trained separator" in limits
+    assert "A 16 kHz model: nothing above 8 kHz reaches the target" in limits

@@ -196,3 +196,26 @@ def test_resume_rewrites_validations_after_the_saved_state(tmp_path, monkeypatch
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3]  # step 3: after the state
     train(TrainConfig(out=tmp_path / "r", resume=True, **common), progress=False)
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2, 3, 4]  # no repeated step
+
+
+@pytest.mark.parametrize(("busy", "threads", "policy"), [(0.05, 2, None), (0.9, 1, "PASSIVE")])
+def test_threads_auto_spins_every_core_only_when_nothing_else_runs(monkeypatch, busy, threads, policy):
+    import os
+
+    import s2g_deploy.cli.train as cli_train
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
+    monkeypatch.setattr(cli_train, "_busy_cores", lambda: busy)
+    assert cli_train._resolve_threads("auto") == threads
+    assert os.environ.get("OMP_WAIT_POLICY") == policy
+
+
+def test_busy_cores_reads_what_the_machine_spends_now():
+    import os
+
+    import s2g_deploy.cli.train as cli_train
+
+    busy = cli_train._busy_cores(0.05)
+    assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9

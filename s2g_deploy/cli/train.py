@@ -60,7 +60,7 @@ def train(
         str,
         typer.Option(
             help="Torch threads per process, or auto: every core with OpenMP's own spinning when the machine is "
-            "idle (1-min load < 0.5), else 1 passive thread (benchmarks/results/train_speed.md)."
+            "idle (other processes use < 0.25 cores), else 1 passive thread (benchmarks/results/train_speed.md)."
         ),
     ] = "auto",
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last saved state.")] = False,
@@ -148,7 +148,8 @@ def _resolve_threads(threads: str) -> int:
     """``--threads``: a count, or auto. Sets OMP_WAIT_POLICY=PASSIVE (unless the user set it) where needed.
 
     Spinning OpenMP threads are the fastest on an idle machine and 2-3.7x slower than one passive thread
-    when anything else runs (measured on a 2-core machine), so auto looks at the load before it starts.
+    when anything else runs (measured on a 2-core machine), so auto looks at what the other processes use
+    now, before it starts. The load average cannot tell: it still counts the command that just finished.
     """
     import os
 
@@ -156,7 +157,7 @@ def _resolve_threads(threads: str) -> int:
 
     if threads == "auto":
         cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun
-        if cores > 1 and os.getloadavg()[0] < 0.5:
+        if cores > 1 and _busy_cores() < 0.25:
             return cores
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         return 1
@@ -164,6 +165,30 @@ def _resolve_threads(threads: str) -> int:
         raise InputError(f"--threads must be a whole number >= 1 or auto, got {threads!r}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return int(threads)
+
+
+def _busy_cores(seconds: float = 0.3) -> float:
+    """Cores' worth of CPU the machine spent on other work over ``seconds`` (this process sleeps meanwhile).
+
+    Read from /proc/stat; where there is none, the 1-minute load average stands in.
+    """
+    import os
+    import time
+
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+
+    try:
+        busy0, total0 = ticks()
+        time.sleep(seconds)
+        busy1, total1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0]
+    cores = os.cpu_count() or 1
+    return cores * (busy1 - busy0) / max(1, total1 - total0)
 
 
 def _replay_command(ctx: typer.Context) -> str:

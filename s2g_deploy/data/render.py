@@ -16,9 +16,11 @@ into place at the end: an interrupted render leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -93,8 +95,10 @@ def find_soundfont(name: str) -> Path:
 
 
 def _fluidsynth():
+    # pyfluidsynth prints where it found the library to stdout when $CI is set; stdout is for results
     try:
-        import fluidsynth
+        with contextlib.redirect_stdout(sys.stderr):
+            import fluidsynth
     except (ImportError, OSError) as exc:  # OSError: pyfluidsynth found libfluidsynth but ctypes cannot load it
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(

@@ -199,6 +199,8 @@ def model_card(facts: dict[str, Any]) -> str:
     lines += ["", "## Quality", ""]
     lines += _quality_lines(facts["quality"], facts["subnet"])
     training = facts.get("training") or {}
+    lines += ["", "## Training data and limits", ""]
+    lines += _limits_lines(training.get("data_description"), sr)
     if training:
         simple = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
         lines += ["", f"Training: {', '.join(f'{k}={v}' for k, v in simple.items())}."]
@@ -256,6 +258,30 @@ def _quality_lines(quality: dict | None, subnet: str) -> list[str]:
         "tracks." + _data_caveat(data.get("kind"))
     )
     return lines
+
+
+def _limits_lines(data: dict | None, sr: int) -> list[str]:
+    """What the model was trained on and what that means it is not."""
+    data = data or {}
+    rendered = data.get("rendered")
+    if data.get("kind") == "synthetic":
+        trained = "the built-in synthetic set (tones, clicks and noise): a demonstration, not a music separator"
+    elif rendered:
+        trained = (
+            f"{data.get('tracks', '?')} tracks of General-MIDI songs composed and rendered with FluidSynth by "
+            f"`s2g data render` (soundfont {rendered.get('soundfont')}, split {rendered.get('split')}). It is not "
+            "a MUSDB18-trained separator and has never heard a recording: expect less on commercial music"
+        )
+    elif data.get("kind") == "stems":
+        trained = f"{data.get('tracks', '?')} tracks of the stems folder `{data.get('root')}`"
+    else:
+        trained = "data that the checkpoint does not record"
+    return [
+        f"- Trained on {trained}.",
+        f"- Target: `{data.get('target', 'vocals')}`; everything else is the residual.",
+        f"- A {sr / 1000:g} kHz model: nothing above {sr / 2000:g} kHz reaches the target. `s2g separate` "
+        f"resamples other rates to {sr} Hz and back, and leaves what lies above {sr / 2000:g} kHz in the residual.",
+    ]
 
 
 def _data_caveat(kind: str | None) -> str:
