@@ -35,7 +35,7 @@ from results_io import log, machine_line, write_results
 
 from s2g_deploy.checkpoint import load_checkpoint
 from s2g_deploy.environment import environment
-from s2g_deploy.train.evaluate import held_out_sets, score
+from s2g_deploy.train.evaluate import data_hash, held_out_sets, score
 from s2g_deploy.train.loop import TrainConfig, _validation_batch, train
 from s2g_deploy.train.metrics import usdr
 from s2g_deploy.train.stems import load_tracks
@@ -118,29 +118,50 @@ def _finished(path: Path, steps: int) -> bool:
 
 
 def _score_all(ckpts: dict, missing: list, sets, sr: int, compared: list[str]) -> dict:
-    """run name -> {"training": ..., "scores": {split: {subnet: row}}, "valid_end": {subnet: uSDR}}."""
+    """run name -> {"training": ..., "scores": {split: {subnet: row}}, "valid_end": {subnet: uSDR}}.
+
+    Scores are kept in each run folder (``scores.json``) under the weights' and the held-out data's
+    hashes, so a report over a growing study scores only the runs that are new or changed.
+    """
     out = {}
+    data_key = {held.name: data_hash(held.examples) for held in sets}
     for name, path in ckpts.items():
         if name in missing:
             continue
         ckpt = load_checkpoint(path)
-        model = ckpt.model.eval()
         training = ckpt.meta.training or {}
-        if ckpt.meta.space is not None:  # a supernet: every compared subnet is cut from it
-            grid = [s for s in ckpt.meta.space.grid() if str(s) in compared]
-            runs = {str(s): (lambda x, s=s, m=model: m(x, s)) for s in grid}
+        key = {"weights_sha256": ckpt.meta.weights_sha256, "data": data_key, "compared": sorted(compared)}
+        cache = path.parent / "scores.json"
+        cached = json.loads(cache.read_text()) if cache.is_file() else {}
+        if cached.get("key") == key:
+            log(f"scores of {name}: from {cache}")
+            entry = cached["entry"]
         else:
-            runs = {str(ckpt.meta.subnet): model}
-        log(f"scoring {name}")
-        val = _validation(training, sr)
-        entry = {"training": _training_summary(training, path.parent), "scores": {}, "valid_end": {}}
-        for held in sets:
-            entry["scores"][held.name] = {k: score(run, held.examples, sr) for k, run in runs.items()}
-        with torch.no_grad():
-            for k, run in runs.items():
-                entry["valid_end"][k] = round(usdr(run(val[0]), val[1]).mean().item(), 3)
+            log(f"scoring {name}")
+            entry = _score_run(ckpt, training, sets, sr, compared)
+            tmp = cache.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps({"key": key, "entry": entry}))
+            tmp.replace(cache)
+        entry["training"] = _training_summary(training, path.parent)
         out[name] = entry
     return out
+
+
+def _score_run(ckpt, training: dict, sets, sr: int, compared: list[str]) -> dict:
+    model = ckpt.model.eval()
+    if ckpt.meta.space is not None:  # a supernet: every compared subnet is cut from it
+        grid = [s for s in ckpt.meta.space.grid() if str(s) in compared]
+        runs = {str(s): (lambda x, s=s, m=model: m(x, s)) for s in grid}
+    else:
+        runs = {str(ckpt.meta.subnet): model}
+    val = _validation(training, sr)
+    entry = {"scores": {}, "valid_end": {}}
+    for held in sets:
+        entry["scores"][held.name] = {k: score(run, held.examples, sr) for k, run in runs.items()}
+    with torch.no_grad():
+        for k, run in runs.items():
+            entry["valid_end"][k] = round(usdr(run(val[0]), val[1]).mean().item(), 3)
+    return entry
 
 
 def _validation(training: dict, sr: int):
