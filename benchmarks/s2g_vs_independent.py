@@ -224,11 +224,35 @@ def _report(args, settings, recipes, subnets, seeds, scores, sets, step_s, missi
         "rows": rows,
         "verdict": _verdict(rows, recipes, subnets),
         "equal_compute": _equal_compute(recipes, subnets, seeds, scores, timing),
+        "trend": _trend(recipes, subnets, seeds, scores),
         "training_time": timing,
         "runs": scores,
         "left_out": missing,
         "environment": environment(),
     }
+
+
+def _trend(recipes, subnets, seeds, scores) -> dict:
+    """S2G - alone validation uSDR (dB) over training, for the full network and the smallest subnet.
+
+    Both sides of each pair come from the same seed's runs, validated on the same batch at the same steps;
+    the mean is over the seeds that have both. Says whether the gap opens or closes as training goes on.
+    """
+    out = {}
+    for which, subnet, field in (("full", subnets[-1], "full_usdr_db"), ("smallest", subnets[0], "smallest_usdr_db")):
+        for recipe in recipes:
+            gaps: dict[int, list[float]] = {}
+            for seed in seeds:
+                s2g = scores.get(f"s2g-{recipe}-s{seed}", {}).get("training", {}).get("curve") or []
+                alone = scores.get(f"alone-{subnet}-s{seed}", {}).get("training", {}).get("curve") or []
+                by_step = {row["step"]: row["full_usdr_db"] for row in alone}
+                for row in s2g:
+                    if row["step"] in by_step and field in row:
+                        gaps.setdefault(row["step"], []).append(row[field] - by_step[row["step"]])
+            out.setdefault(which, {"subnet": subnet, "recipes": {}})["recipes"][recipe] = {
+                str(step): round(statistics.mean(v), 3) for step, v in sorted(gaps.items())
+            }
+    return out
 
 
 def _metric_spreads(rows: list) -> dict:
@@ -410,6 +434,7 @@ def _markdown(r: dict) -> str:
             for n in s["subnets"].split(",")
         ]
         lines.append(f"| {recipe} (S2G − alone, dB) | {e['share_of_steps']:.2f} | " + " | ".join(cells) + " |")
+    lines += _trend_lines(r["trend"], int(s["steps"]))
     lines += [
         "",
         "## Training time (s, mean over seeds)",
@@ -432,6 +457,28 @@ def _markdown(r: dict) -> str:
         machine_line(r["environment"]),
     ]
     return "\n".join(lines) + "\n"
+
+
+def _trend_lines(trend: dict, steps: int) -> list[str]:
+    marks = [str(round(steps * f / 6 / 100) * 100) for f in range(1, 7)]
+    lines = [
+        "",
+        "## The gap over training (validation split, uSDR, S2G − alone in dB, mean over seeds)",
+        "",
+        "Each S2G subnet against the same subnet trained alone, both validated on the same batch at the same "
+        "step: a gap that shrinks towards the end would close with longer training; one that grows would not.",
+        "",
+        "| recipe | subnet | " + " | ".join(f"step {m}" for m in marks) + " |",
+        "| --- | --- | " + " | ".join("---:" for _ in marks) + " |",
+    ]
+    for which in ("full", "smallest"):
+        t = trend.get(which)
+        if not t:
+            continue
+        for recipe, gaps in t["recipes"].items():
+            cells = [f"{gaps[m]:+.2f}" if m in gaps else "-" for m in marks]
+            lines.append(f"| {recipe} | {t['subnet']} ({which}) | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _num(v) -> str:
