@@ -274,12 +274,20 @@ def _verdict(rows: list, recipes: list, subnets: list) -> dict:
     """Per recipe, on the test split: how many subnets match or beat alone (mean over seeds), mean gain."""
     out = {}
     for recipe in recipes:
-        diffs = [r["recipes"][recipe]["minus_alone"]["usdr_db"]["mean"] for r in rows if r["split"] == "test"]
-        diffs = [d for d in diffs if d is not None]
+        test = [r["recipes"][recipe]["minus_alone"]["usdr_db"] for r in rows if r["split"] == "test"]
+        diffs = [d["mean"] for d in test if d["mean"] is not None]
+        seeds = {len(d["values"]) for d in test if d["values"]}
+        per_seed = (  # each seed's mean over the compared subnets, where every subnet has every seed
+            [round(statistics.mean(v), 3) for v in zip(*(d["values"] for d in test), strict=True)]
+            if len(seeds) == 1 and all(d["values"] for d in test)
+            else []
+        )
         out[recipe] = {
             "at_least_as_good": sum(d >= 0 for d in diffs),
             "compared": len(diffs),
             "mean_gain_db": round(statistics.mean(diffs), 3) if diffs else None,
+            "seeds": max(seeds, default=0),
+            "mean_gain_db_per_seed": per_seed,
         }
     return out
 
@@ -446,9 +454,11 @@ def _markdown(r: dict) -> str:
     lines += ["", "## Verdict (test split, uSDR, mean over seeds)", ""]
     for recipe, v in r["verdict"].items():
         gain = f"{v['mean_gain_db']:+.2f} dB" if v["mean_gain_db"] is not None else "-"
+        per_seed = ", ".join(f"{g:+.2f}" for g in v["mean_gain_db_per_seed"])
         lines.append(
-            f"- `{recipe}`: at least as good as alone at {v['at_least_as_good']}/{v['compared']} subnets; "
-            f"mean S2G − alone {gain}."
+            f"- `{recipe}` ({v['seeds']} seed{'s' if v['seeds'] != 1 else ''}): at least as good as alone at "
+            f"{v['at_least_as_good']}/{v['compared']} subnets; mean S2G − alone {gain}"
+            + (f" (per seed: {per_seed})." if per_seed else ".")
         )
     lines += [
         "",
