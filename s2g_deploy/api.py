@@ -109,7 +109,7 @@ def export(
 ):
     """Export one subnet as a verified, self-describing ONNX directory; returns an ``ExportResult``.
 
-    The subnet is ``subnet``, or the best one within ``budgets`` (``s2g_deploy.search.Budgets``) and/or
+    The subnet is ``subnet``, or the best one within ``budgets`` (``s2g_deploy.budgets.Budgets``) and/or
     ``profile`` (a name, a TOML path or a loaded profile). ``checkpoint`` defaults to the bundled supernet.
     ``io`` is ``"waveform"`` (samples in and out, STFT inside the graph) or ``"spectrogram"`` (the mask
     network only). Raises ``InputError`` (bad input, exit 2), ``BudgetInfeasibleError`` (3) or
@@ -118,22 +118,14 @@ def export(
     A searched subnet under a profile with latency budgets is chosen latency-aware when
     ``measure_latency``: predicted by this machine's latency model (calibrated first if need be),
     exported, measured in a fresh process, and the next candidate tried on a miss
-    (``s2g_deploy.runtime.select``); every measured miss is ``VerificationError``. With
+    (``s2g_deploy.deploy``); every measured miss is ``VerificationError``. With
     ``measure_latency=False`` latency budgets are recorded as unverified.
     """
-    from s2g_deploy.export.pipeline import run_export
+    from s2g_deploy.deploy import export as _export
+    from s2g_deploy.export.pipeline import ExportOptions
 
-    return run_export(
-        checkpoint,
-        subnet=subnet,
-        budgets=budgets,
-        profile=profile,
-        out=out,
-        io=io,
-        overwrite=overwrite,
-        opset=opset,
-        measure_latency=measure_latency,
-    )
+    options = ExportOptions(out, checkpoint, subnet, budgets, profile, io, overwrite, opset, measure_latency)
+    return _export(options)
 
 
 def bench(model: str | os.PathLike, profile, *, write_manifest: bool = True):
@@ -204,15 +196,11 @@ def search(
     profile's budget and an explicit one wins. ``checkpoint`` defaults to the bundled supernet. Raises
     ``InputError`` (exit 2) or ``BudgetInfeasibleError`` (3, naming the binding budget).
     """
+    from s2g_deploy.budgets import Budgets
     from s2g_deploy.profiles import Profile, load_profile
-    from s2g_deploy.search import Budgets
     from s2g_deploy.search import search as _search
-    from s2g_deploy.units import parse_size
 
-    budgets = Budgets(
-        max_params=parse_size(budget_params, "budget_params") if budget_params is not None else None,
-        max_macs_per_second=parse_size(budget_macs, "budget_macs") if budget_macs is not None else None,
-    )
+    budgets = Budgets.from_sizes(budget_macs, budget_params, ("budget_macs", "budget_params"))
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
     return _search(checkpoint, budgets, profile)

@@ -187,21 +187,14 @@ def _check_unknown_ops(module: nn.Module, analysis) -> None:
 def count_macs(model: BSRNN, n_samples: int) -> MacCount:
     """Network MACs of a dense BSRNN on one input of ``n_samples`` samples (batch 1), traced by fvcore."""
     import torch
-    from torch import nn
 
-    class MaskNetwork(nn.Module):  # the network proper: spectrogram in, complex mask out
-        def __init__(self, bsrnn: BSRNN):
-            super().__init__()
-            self.bsrnn = bsrnn
-
-        def forward(self, spec: torch.Tensor) -> torch.Tensor:
-            return self.bsrnn.mask(spec)
+    from s2g_deploy.export.onnx import MaskNetwork  # the network proper: spectrogram in, complex mask out
 
     c = model.config
     weight = next(model.parameters())
     # Values do not matter to a count; zeros keep it free of randomness.
     spec = torch.zeros(1, c.n_bins, c.frames(n_samples), 2, dtype=weight.dtype, device=weight.device)
-    return count_module_macs(MaskNetwork(model), (spec,), parts_of="bsrnn")
+    return count_module_macs(MaskNetwork(model), (spec,), parts_of="model")
 
 
 def closed_form_macs(config: BSRNNConfig, n_samples: int) -> int:

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from s2g_deploy.artifacts import MANIFEST_FORMAT, Terminated, sha256_file
-from s2g_deploy.errors import InputError
+from s2g_deploy.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def read_model_info(path: Path) -> ModelInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
+        raise InputError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if "s2g.sample_rate_hz" not in props or "s2g.io" not in props:
         raise InputError(f"{path}: not an s2g export (no s2g.sample_rate_hz / s2g.io metadata)")
@@ -162,7 +162,7 @@ class SoundFileSource:
         try:
             self._file = sf.SoundFile(str(path))
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-            raise InputError(f"{path}: cannot read audio ({_first_line(exc)})") from None
+            raise InputError(f"{path}: cannot read audio ({first_line(exc)})") from None
         self.frames, self.channels = self._file.frames, self._file.channels
         self.sample_rate_hz = self._file.samplerate
 
@@ -842,7 +842,7 @@ class _AudioWriter:
         self._raise_kept()
         if isinstance(exc, OSError):
             raise InputError(f"{self.final}: {_cause(exc)}") from None
-        raise InputError(f"{self.final}: {what} ({_first_line(exc)})") from None
+        raise InputError(f"{self.final}: {what} ({first_line(exc)})") from None
 
 
 def _place(staged: tuple[Path, ...], finals: tuple[Path, ...], overwrite: bool) -> None:
@@ -916,9 +916,4 @@ def _cause(exc: OSError) -> str:
         return exc.strerror
     if exc.errno:
         return os.strerror(exc.errno)
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc)

@@ -7,11 +7,11 @@ import pytest
 from runtime_helpers import profile_toml, quick_profile, tiny_checkpoint
 from typer.testing import CliRunner
 
-from s2g_deploy import api
+from s2g_deploy import api, deploy
 from s2g_deploy.cli.app import app
 from s2g_deploy.errors import VerificationError
 from s2g_deploy.export import parity
-from s2g_deploy.runtime import latency, select
+from s2g_deploy.runtime import latency
 from s2g_deploy.runtime.latency import FEATURES, Point, calibration_subnets, fit, mape
 from s2g_deploy.search import search
 from s2g_deploy.subnet import Subnet
@@ -168,7 +168,7 @@ def test_export_exits_4_when_every_candidate_misses(tiny_ckpt, tmp_path, monkeyp
     calls = _fake_measurements(monkeypatch, {"1x8": 2.9, "1x4": 2.7, "2x4": 4.0, "2x8": 5.0})
     result = runner.invoke(app, ["export", str(tiny_ckpt), "--profile", _toml(profile), "--out", str(tmp_path / "o")])
     assert result.exit_code == 4, result.output
-    assert len(calls) == select.MAX_ATTEMPTS and "closest miss 1x4" in result.stderr and "2.700" in result.stderr
+    assert len(calls) == deploy.MAX_ATTEMPTS and "closest miss 1x4" in result.stderr and "2.700" in result.stderr
     assert not (tmp_path / "o").exists()
     with pytest.raises(VerificationError):
         api.export(tiny_ckpt, profile=profile, out=tmp_path / "o")

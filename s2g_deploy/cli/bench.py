@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, esc, handles_errors, progress, stdout
+from s2g_deploy.cli.root import app
 
 _SHORT = {"onnx": "onnxruntime", "torch_dense": "torch dense", "torch_supernet": "torch supernet (masked)"}
 _DEVICE = typer.Option("--device", "-d", help="Device profile: a shipped name (`s2g profiles list`) or a .toml path.")

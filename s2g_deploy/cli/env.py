@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 # variables that change how many threads torch and onnxruntime use, hence every timing
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "S2G_CACHE_DIR")

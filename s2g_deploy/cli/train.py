@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 
 @app.command()

@@ -94,11 +94,6 @@ def with_metadata(model_bytes: bytes, facts: dict[str, Any]) -> bytes:
     return model.SerializeToString()
 
 
-def read_metadata(model) -> dict[str, str]:
-    """``metadata_props`` of a loaded ``onnx.ModelProto`` as a dict."""
-    return {p.key: p.value for p in model.metadata_props}
-
-
 def _summary(facts: dict) -> str:
     io = facts["io"]
     return (

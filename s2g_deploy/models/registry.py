@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from s2g_deploy.models.bsrnn import BSRNNConfig
+from s2g_deploy.models.config import BSRNNConfig
 from s2g_deploy.subnet import ElasticSpace
 
 ARCHITECTURE = "bsrnn"

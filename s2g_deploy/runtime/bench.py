@@ -23,9 +23,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from s2g_deploy.budgets import budget_verdicts
 from s2g_deploy.errors import InputError
 from s2g_deploy.profiles import Profile, load_profile
-from s2g_deploy.runtime.measure import measure
+from s2g_deploy.runtime.measure import job_for, measure
 from s2g_deploy.runtime.session import SessionSettings
 
 log = logging.getLogger(__name__)
@@ -52,42 +53,6 @@ def latency_statistics(first_ms: float, samples_ms: Sequence[float]) -> dict[str
         "p99": float(p99),
         "max": float(x.max()),
     }
-
-
-def budget_verdicts(
-    profile: Profile, latency_ms: Mapping[str, float], params: int | None, macs_per_second: float | None
-) -> dict[str, dict]:
-    """``{budget: {"limit", "measured", "passed", "unit"}}`` for each budget the profile sets.
-
-    The real-time factor is judged at the latency budget's statistic (else the headline one); a static
-    budget the model's metadata cannot answer gets ``measured`` and ``passed`` None.
-    """
-    b = profile.budgets
-    audio_s = profile.workload.chunk_seconds * profile.workload.batch
-    rtf_statistic = b.latency_statistic or profile.measurement.statistic
-    rows = {
-        "max_params": (b.max_params, params, "params", None),
-        "max_macs_per_second": (b.max_macs_per_second, macs_per_second, "network MACs per second of audio", None),
-        "latency_ms": (b.latency_ms, latency_ms.get(b.latency_statistic or ""), "ms per run", b.latency_statistic),
-        "max_real_time_factor": (
-            b.max_real_time_factor,
-            latency_ms[rtf_statistic] / 1000 / audio_s,
-            "processing time / audio time",
-            rtf_statistic,
-        ),
-    }
-    verdicts = {}
-    for name, (limit, measured, unit, statistic) in rows.items():
-        if limit is None:
-            continue
-        verdicts[name] = {
-            "limit": limit,
-            "measured": measured,
-            "passed": None if measured is None else bool(measured <= limit),
-            "unit": unit,
-            **({"statistic": statistic} if statistic else {}),
-        }
-    return verdicts
 
 
 @dataclass(frozen=True)
@@ -249,17 +214,7 @@ def measure_model(facts: ModelFacts, profile: Profile) -> BenchReport:
         )
         log.warning("%s", notes[-1])
     shape = facts.input_for(profile.workload.chunk_seconds, profile.workload.batch)
-    m = profile.measurement
-    job = {
-        "kind": "onnx",
-        "model": str(facts.path),
-        "input_shape": shape,
-        "session": settings.to_dict(),
-        "warmup_runs": m.warmup_runs,
-        "timed_runs": m.timed_runs,
-        "min_duration_s": m.min_duration_s,
-        "seed": 0,
-    }
+    job = job_for("onnx", facts.path, shape, profile)
     # the subnet, not the path: during export and release the file still sits in a staging directory
     what = f"subnet {facts.subnet}" if facts.subnet else facts.path.name
     log.info("measuring %s under profile %r (input %s)", what, profile.name, "x".join(map(str, shape)))

@@ -140,6 +140,25 @@ def run_job(job: dict) -> dict:
     }
 
 
+def job_for(kind: str, model: Any, input_shape: list[int], profile: Any, **extra: Any) -> dict:
+    """The job that measures ``model`` as ``profile`` runs it (its session settings and protocol);
+    ``extra`` adds keys (``cap_s``, ``subnet``)."""
+    from s2g_deploy.runtime.session import SessionSettings
+
+    m = profile.measurement
+    return {
+        "kind": kind,
+        "model": str(model),
+        "input_shape": list(input_shape),
+        "session": SessionSettings.of(profile.runtime).to_dict(),
+        "warmup_runs": m.warmup_runs,
+        "timed_runs": m.timed_runs,
+        "min_duration_s": m.min_duration_s,
+        "seed": 0,
+        **extra,
+    }
+
+
 def measure(job: dict, timeout_s: float | None = None) -> dict:
     """Run ``job`` in a fresh Python process and return its result; its errors are raised here again."""
     command = [sys.executable, "-m", "s2g_deploy.runtime.measure"]
