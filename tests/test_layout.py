@@ -101,3 +101,39 @@ def test_no_import_cycle_among_package_modules():
     assert "s2g_deploy.export.pipeline" in graph and graph["s2g_deploy.api"]  # the walk sees the package
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def _commands(tree: ast.AST):
+    """The functions of a cli module registered as commands (decorated ``@<app>.command(...)``)."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef):
+            for d in node.decorator_list:
+                target = d.func if isinstance(d, ast.Call) else d
+                if isinstance(target, ast.Attribute) and target.attr == "command":
+                    yield node
+
+
+def test_every_command_calls_exactly_one_api_function():
+    found = {}
+    for path in sorted((PACKAGE / "cli").glob("*.py")):
+        for command in _commands(ast.parse(path.read_text(encoding="utf-8"))):
+            calls = [
+                n.func.attr
+                for n in ast.walk(command)
+                if isinstance(n, ast.Call)
+                and isinstance(n.func, ast.Attribute)
+                and isinstance(n.func.value, ast.Name)
+                and n.func.value.id == "api"
+            ]
+            found[f"{path.stem}.{command.name}"] = calls
+    assert len(found) >= 17, found  # every command of `s2g --help`, the groups' subcommands included
+    wrong = {name: calls for name, calls in found.items() if len(calls) != 1}
+    assert not wrong, f"commands that do not call exactly one api function: {wrong}"
+
+
+def test_the_library_face_imports_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, s2g_deploy.api, s2g_deploy.cli.app; print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

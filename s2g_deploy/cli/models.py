@@ -41,7 +41,7 @@ def slice_(
 ) -> None:
     """Cut one subnet out of a supernet as a dense model with its own weights."""
     from s2g_deploy import api
-    from s2g_deploy.models.bsrnn import count_params
+    from s2g_deploy.models.config import count_params
 
     meta = api.slice_to_file(checkpoint, subnet, out)
     if json_:

@@ -32,14 +32,10 @@ def search(
 
     A profile's budgets and explicit ones combine, the tighter winning. Exit code 3 when no subnet fits.
     """
-    # Not api.search: api imports torch (2 s), and a warm search must not (benchmarks/search_speed.py).
+    from s2g_deploy import api  # torch-free: a warm search must not import torch (benchmarks/search_speed.py)
     from s2g_deploy.budgets import Budgets
-    from s2g_deploy.profiles import load_profile
-    from s2g_deploy.search import search as run_search
 
-    budgets = Budgets.from_sizes(budget_macs, budget_params)
-    prof = load_profile(profile) if profile is not None else None
-    result = run_search(checkpoint, budgets, prof)
+    result = api.search(checkpoint, budgets=Budgets.from_sizes(budget_macs, budget_params), profile=profile)
     if json_:
         emit_json(result.to_dict())
         return

@@ -43,12 +43,12 @@ def separate(
     """
     import contextlib
 
-    from s2g_deploy.separate import output_format, separate_files
+    from s2g_deploy import api
 
-    fmt = output_format(int24=int24, float32=float32, flac=flac)
+    fmt = {"int24": int24, "float32": float32, "flac": flac}
     view = _SeparateView(show_results=not json_)
     with progress(True) if verbose else contextlib.nullcontext(), view:
-        results = separate_files(
+        results = api.separate_files(
             model,
             audio,
             out,

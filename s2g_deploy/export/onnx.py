@@ -23,10 +23,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from s2g_deploy.export import IO_MODES
 from s2g_deploy.export.stft import ConvISTFT, ConvSTFT
 from s2g_deploy.models.bsrnn import BSRNN, complex_multiply
 
-IO_MODES = ("waveform", "spectrogram")
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 11, 20  # all export and run (checked); the TorchScript exporter stops at 20
 BATCH, SAMPLES, FRAMES = "batch", "samples", "frames"  # names of the dynamic axes

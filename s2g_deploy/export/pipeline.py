@@ -37,11 +37,10 @@ from s2g_deploy.artifacts import (
 )
 from s2g_deploy.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from s2g_deploy.errors import InputError, VerificationError
-from s2g_deploy.export import describe
+from s2g_deploy.export import check_io, describe
 from s2g_deploy.export.costs import export_costs
 from s2g_deploy.export.onnx import (
     DEFAULT_OPSET,
-    IO_MODES,
     MAX_OPSET,
     MIN_OPSET,
     io_spec,
@@ -144,8 +143,7 @@ class ExportResult:
 
 def validate(options: ExportOptions, profile: Any = None, extra_notes: tuple[str, ...] = ()) -> ExportJob:
     """Every refusal that needs no weights, in the order a user meets them; ``profile``: already loaded."""
-    if options.io not in IO_MODES:
-        raise InputError(f"--io must be one of {', '.join(IO_MODES)}, got {options.io!r}")
+    check_io(options.io)
     if options.opset is not None:
         _check_opset(options.opset, "--opset")
     subnet = Subnet.parse(options.subnet) if isinstance(options.subnet, str) else options.subnet

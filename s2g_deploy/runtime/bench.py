@@ -26,33 +26,13 @@ from typing import Any
 from s2g_deploy.budgets import budget_verdicts
 from s2g_deploy.errors import InputError
 from s2g_deploy.profiles import Profile, load_profile
-from s2g_deploy.runtime.measure import job_for, measure
+from s2g_deploy.runtime.compare import compare_torch
+from s2g_deploy.runtime.measure import job_for, latency_statistics, measure
 from s2g_deploy.runtime.session import SessionSettings
 
 log = logging.getLogger(__name__)
 
-STATISTICS = ("first", "mean", "std", "min", "p50", "p90", "p99", "max")
 _QUANTIZED_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeLSTM", "QLinearMatMul", "ConvInteger"}
-
-
-def latency_statistics(first_ms: float, samples_ms: Sequence[float]) -> dict[str, float]:
-    """First-run latency and mean, std, min, p50, p90, p99, max of ``samples_ms`` (all in ms)."""
-    import numpy as np
-
-    if not samples_ms:
-        raise ValueError("no timed runs to summarise")
-    x = np.asarray(samples_ms, dtype=np.float64)
-    p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return {
-        "first": float(first_ms),
-        "mean": float(x.mean()),
-        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-        "min": float(x.min()),
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
-        "max": float(x.max()),
-    }
 
 
 @dataclass(frozen=True)
@@ -178,18 +158,32 @@ class BenchReport:
         return document
 
 
+COMPARE = ("torch",)  # what ``compare`` may name: other implementations of the same subnet
+
+
 def bench_model(
-    model: str | os.PathLike, profile: Profile | str | os.PathLike, *, write_manifest: bool = True
+    model: str | os.PathLike,
+    profile: Profile | str | os.PathLike,
+    *,
+    write_manifest: bool = True,
+    compare: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> BenchReport:
     """Benchmark ``model`` (``.onnx`` or export directory) as ``profile`` runs it, in a child process.
 
-    With ``write_manifest`` and a model inside an export directory, the summary (without raw samples)
-    goes into its ``manifest.json`` under ``bench.<profile>``, and ``SHA256SUMS`` is rewritten to match.
+    ``compare="torch"`` also measures the dense PyTorch subnet and the supernet at it
+    (:mod:`s2g_deploy.runtime.compare`; ``checkpoint``: the supernet, default: found). With
+    ``write_manifest`` and a model inside an export directory, the summary (without raw samples) goes
+    into its ``manifest.json`` under ``bench.<profile>``, and ``SHA256SUMS`` is rewritten to match.
     Raises :class:`InputError` (exit 2) for a bad model or profile or a provider that is not installed.
     """
+    if compare is not None and compare not in COMPARE:
+        raise InputError(f"--compare must be 'torch', got {compare!r}")
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     facts = read_model(model)
     report = measure_model(facts, prof)
+    if compare:
+        report = with_compare(report, compare_torch(facts, prof, checkpoint))
     if write_manifest and facts.export_dir is not None:
         record_in_manifest(facts.export_dir, report)
     return report

@@ -11,13 +11,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from s2g_deploy.artifacts import DENSE_FILE
 from s2g_deploy.errors import InputError
 from s2g_deploy.profiles import Profile
-from s2g_deploy.runtime.bench import ModelFacts, latency_statistics
-from s2g_deploy.runtime.measure import job_for, measure
+from s2g_deploy.runtime.measure import job_for, latency_statistics, measure
+
+if TYPE_CHECKING:
+    from s2g_deploy.runtime.bench import ModelFacts
 
 
 def find_supernet(facts: ModelFacts, checkpoint: str | os.PathLike | None) -> Path:
