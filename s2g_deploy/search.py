@@ -153,18 +153,7 @@ def search(
     quality, quality_note = _quality_at_workload(summary.quality, chunk)
     metric, rows = quality_rows(quality, summary.space, str(summary.path))
 
-    candidates = tuple(
-        Candidate(
-            subnet=e.subnet,
-            params=e.params,
-            macs_per_second=e.macs_per_second,
-            macs_per_chunk=costs.macs_per_chunk(e.subnet, chunk) if chunk is not None else None,
-            quality=rows[e.subnet][metric] if e.subnet in rows else None,
-            metrics=rows.get(e.subnet),
-            violates=violations(e.params, e.macs_per_second, combined),
-        )
-        for e in costs.entries
-    )
+    candidates = _candidates(costs, metric, rows, combined, chunk)
     notes = [quality_note] if quality_note else []
     model = _latency_model(latency_model, path, profile)
     if model is not None:
@@ -177,34 +166,9 @@ def search(
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
         raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources, profile))
-
-    ranked = [c for c in feasible if c.quality is not None]
-    if ranked:
-        chosen = min(ranked, key=_by_quality)
-        fallback = False
-        better = [c for c in candidates if c.quality is not None and _by_quality(c) < _by_quality(chosen)]
-        unranked = [str(c.subnet) for c in feasible if c.quality is None]
-        if unranked:
-            notes.append(f"feasible subnets without a quality entry, not ranked: {', '.join(unranked)}")
-    else:
-        chosen = min(feasible, key=_by_size)
-        fallback = True
-        better = [c for c in candidates if _by_size(c) < _by_size(chosen)]
-        why = "has no quality table" if metric is None else "has no quality entry for any feasible subnet"
-        notes.append(f"fallback: the checkpoint {why}; chose the largest feasible subnet (most MACs)")
-    binding = _binding(better)
+    chosen, fallback, better = _choose(candidates, feasible, metric, notes)
     if profile is not None and model is None:
-        b = profile.budgets
-        if b.latency_ms is not None:
-            notes.append(
-                f"profile {profile.name!r}: latency {b.latency_statistic} <= {b.latency_ms:g} ms per "
-                f"{chunk:g} s chunk is a measured budget: s2g export measures it; "
-                f"`s2g calibrate --device {profile.name}` lets search predict it"
-            )
-        if b.max_real_time_factor is not None:
-            notes.append(
-                f"profile {profile.name!r}: real-time factor <= {b.max_real_time_factor:g} is a measured budget"
-            )
+        notes += _measured_budget_notes(profile)
     return SearchResult(
         checkpoint=str(summary.path),
         weights_sha256=summary.weights_sha256,
@@ -214,13 +178,59 @@ def search(
         metric=metric,
         chosen=chosen,
         fallback=fallback,
-        binding=binding,
+        binding=_binding(better),
         pareto=pareto_front(candidates),
         candidates=candidates,
         costs=costs,
         notes=tuple(notes),
         latency_model=model,
     )
+
+
+def _candidates(costs: CostTable, metric: str | None, rows: Mapping, budgets: Budgets, chunk: float | None) -> tuple:
+    """Every subnet of the grid with its costs, quality and static-budget verdict, in grid order."""
+    return tuple(
+        Candidate(
+            subnet=e.subnet,
+            params=e.params,
+            macs_per_second=e.macs_per_second,
+            macs_per_chunk=costs.macs_per_chunk(e.subnet, chunk) if chunk is not None else None,
+            quality=rows[e.subnet][metric] if e.subnet in rows else None,
+            metrics=rows.get(e.subnet),
+            violates=violations(e.params, e.macs_per_second, budgets),
+        )
+        for e in costs.entries
+    )
+
+
+def _choose(candidates: tuple, feasible: list, metric: str | None, notes: list[str]) -> tuple[Candidate, bool, list]:
+    """(chosen, fallback, the candidates better than it): best quality, else the largest; notes appended."""
+    ranked = [c for c in feasible if c.quality is not None]
+    if ranked:
+        chosen = min(ranked, key=_by_quality)
+        better = [c for c in candidates if c.quality is not None and _by_quality(c) < _by_quality(chosen)]
+        unranked = [str(c.subnet) for c in feasible if c.quality is None]
+        if unranked:
+            notes.append(f"feasible subnets without a quality entry, not ranked: {', '.join(unranked)}")
+        return chosen, False, better
+    chosen = min(feasible, key=_by_size)
+    why = "has no quality table" if metric is None else "has no quality entry for any feasible subnet"
+    notes.append(f"fallback: the checkpoint {why}; chose the largest feasible subnet (most MACs)")
+    return chosen, True, [c for c in candidates if _by_size(c) < _by_size(chosen)]
+
+
+def _measured_budget_notes(profile: Profile) -> list[str]:
+    """What search says about a profile's measured budgets when it has no latency model to predict them."""
+    b, chunk, notes = profile.budgets, profile.workload.chunk_seconds, []
+    if b.latency_ms is not None:
+        notes.append(
+            f"profile {profile.name!r}: latency {b.latency_statistic} <= {b.latency_ms:g} ms per "
+            f"{chunk:g} s chunk is a measured budget: s2g export measures it; "
+            f"`s2g calibrate --device {profile.name}` lets search predict it"
+        )
+    if b.max_real_time_factor is not None:
+        notes.append(f"profile {profile.name!r}: real-time factor <= {b.max_real_time_factor:g} is a measured budget")
+    return notes
 
 
 def _latency_model(choice: Any, path, profile: Profile | None) -> Any:

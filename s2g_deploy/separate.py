@@ -507,18 +507,7 @@ def separate_files(
     ``on_progress(done_frames, total_frames)`` as its output is written (frames at the input's rate),
     ``on_result(result)`` once its files are in place.
     """
-    if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
-        raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
-    if overlap_seconds is None:  # the default: 1 s, at most half a chunk (what s2g evaluate scores)
-        from s2g_deploy.quality import overlap_for
-
-        overlap_seconds = overlap_for(chunk_seconds)
-    elif not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
-        raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be at least 1, got {threads}")
-    if not audio:
-        raise InputError("no audio files given")
+    overlap_seconds = _check_settings(chunk_seconds, overlap_seconds, threads, audio)
     info = read_model_info(resolve_model(model))
     jobs = _plan(info, [Path(a) for a in audio], Path(out), output_format, overwrite)
     session = _session(info.path, threads)
@@ -536,28 +525,53 @@ def separate_files(
                 on_start(job)
             started = time.perf_counter()
             chunks, clipped = _separate_one(job, run, chunk, overlap, output_format, overwrite, on_progress)
-            result = SeparationResult(
-                info.path,
-                job.input,
-                job.target,
-                job.residual,
-                job.sample_rate_hz,
-                model_sr,
-                job.resampled,
-                job.channels,
-                job.frames,
-                chunks,
-                chunk / model_sr,
-                overlap / model_sr,
-                time.perf_counter() - started,
-                output_format.container,
-                output_format.subtype,
-                clipped,
-            )
+            seconds = (chunk / model_sr, overlap / model_sr, time.perf_counter() - started)
+            result = _result(info, job, model_sr, chunks, seconds, output_format, clipped)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def _check_settings(chunk_seconds: float, overlap_seconds: float | None, threads: int | None, audio) -> float:
+    """Refuse bad settings before anything is read; returns the overlap in seconds (default: 1 s, at most
+    half a chunk, what s2g evaluate scores)."""
+    if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
+        raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
+    if overlap_seconds is None:
+        from s2g_deploy.quality import overlap_for
+
+        overlap_seconds = overlap_for(chunk_seconds)
+    elif not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
+        raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
+    if not audio:
+        raise InputError("no audio files given")
+    return overlap_seconds
+
+
+def _result(info, job, model_sr: int, chunks: int, seconds: tuple, fmt, clipped: int) -> SeparationResult:
+    """``seconds``: (chunk, overlap, wall time)."""
+    chunk_s, overlap_s, wall_s = seconds
+    return SeparationResult(
+        info.path,
+        job.input,
+        job.target,
+        job.residual,
+        job.sample_rate_hz,
+        model_sr,
+        job.resampled,
+        job.channels,
+        job.frames,
+        chunks,
+        chunk_s,
+        overlap_s,
+        wall_s,
+        fmt.container,
+        fmt.subtype,
+        clipped,
+    )
 
 
 def _plan(info: ModelInfo, inputs: list[Path], out: Path, fmt: OutputFormat, overwrite: bool) -> list[SeparationJob]:

@@ -117,10 +117,12 @@ def _fmt(n: float) -> str:
 
 def model_card(facts: dict[str, Any]) -> str:
     """``model_card.md``: what the model is, how to run it, what it costs, and the evidence."""
-    io, costs, parity, stft = facts["io"], facts["costs"], facts["parity"], facts["stft"]
-    mps = costs["macs_per_second"]
-    sr = facts["sample_rate_hz"]
-    waveform = io["io"] == "waveform"
+    sections = (_card_io, _card_usage, _card_cost, _card_verification, _card_quality, _card_provenance)
+    return "\n".join(line for section in sections for line in section(facts))
+
+
+def _card_io(facts: dict[str, Any]) -> list[str]:
+    io, stft, sr = facts["io"], facts["stft"], facts["sample_rate_hz"]
     lines = [
         f"# BSRNN subnet {facts['subnet']}",
         "",
@@ -135,29 +137,34 @@ def model_card(facts: dict[str, Any]) -> str:
         f"| output | `{io['output']['name']}` | {_shape(io['output']['shape'])} | float32 |",
         "",
     ]
-    if waveform:
-        lines += [
+    if io["io"] == "waveform":
+        return [
+            *lines,
             f"Mono waveforms at {sr} Hz, any batch size and any length of at least one sample; the output has "
             "the input's length. The STFT and inverse STFT are inside the graph. Stereo: put the channels in "
             "the batch axis. `s2g separate model.onnx song.wav --out stems/` runs it on a WAV file of any "
             "length in overlapping chunks.",
         ]
-    else:
-        lines += [
-            "A complex spectrogram in, a complex mask out (last axis: real, imaginary). Multiply the mask with "
-            "the spectrogram (complex product) and invert with the matching iSTFT. The STFT must be exactly:",
-            "",
-            f"    {stft['torch']}",
-            "",
-            "and the iSTFT `torch.istft` with the same window, `center=True` and `length=` the input length.",
-        ]
-    lines += [
+    return [
+        *lines,
+        "A complex spectrogram in, a complex mask out (last axis: real, imaginary). Multiply the mask with "
+        "the spectrogram (complex product) and invert with the matching iSTFT. The STFT must be exactly:",
+        "",
+        f"    {stft['torch']}",
+        "",
+        "and the iSTFT `torch.istft` with the same window, `center=True` and `length=` the input length.",
+    ]
+
+
+def _card_usage(facts: dict[str, Any]) -> list[str]:
+    io, sr = facts["io"], facts["sample_rate_hz"]
+    lines = [
         "",
         "```python",
         "import numpy as np, onnxruntime as ort",
         'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
     ]
-    if waveform:
+    if io["io"] == "waveform":
         lines += [
             f"mixture = np.zeros((1, {sr}), np.float32)  # (batch, samples), {sr} Hz",
             f'target = session.run(None, {{"{io["input"]["name"]}": mixture}})[0]  # same shape',
@@ -167,8 +174,14 @@ def model_card(facts: dict[str, Any]) -> str:
             "spectrogram = ...  # (batch, bins, frames, 2) float32, the STFT above",
             f'mask = session.run(None, {{"{io["input"]["name"]}": spectrogram}})[0]',
         ]
-    lines += [
-        "```",
+    return [*lines, "```"]
+
+
+def _card_cost(facts: dict[str, Any]) -> list[str]:
+    costs = facts["costs"]
+    mps = costs["macs_per_second"]
+    waveform = facts["io"]["io"] == "waveform"
+    return [
         "",
         "## Size and cost",
         "",
@@ -179,6 +192,12 @@ def model_card(facts: dict[str, Any]) -> str:
         f"- An independent count of the exported graph's MatMul/Gemm/Conv/ConvTranspose/LSTM nodes agrees "
         f"within {100 * costs['graph_vs_model']:.2f}%.",
         f"- Not counted: {costs['not_counted']}.",
+    ]
+
+
+def _card_verification(facts: dict[str, Any]) -> list[str]:
+    parity, sr = facts["parity"], facts["sample_rate_hz"]
+    return [
         "",
         "## Verification",
         "",
@@ -189,15 +208,21 @@ def model_card(facts: dict[str, Any]) -> str:
         "",
         f"| stage | max abs error vs {parity.reference} | relative |",
         "| --- | --- | --- |",
+        *(f"| {s.stage} | {s.max_abs:.1e} | {s.max_rel:.1e} |" for s in parity.stages),
     ]
-    lines += [f"| {s.stage} | {s.max_abs:.1e} | {s.max_rel:.1e} |" for s in parity.stages]
-    lines += ["", "## Quality", ""]
-    lines += _quality_lines(facts["quality"], facts["subnet"])
+
+
+def _card_quality(facts: dict[str, Any]) -> list[str]:
+    lines = ["", "## Quality", "", *_quality_lines(facts["quality"], facts["subnet"])]
     training = facts.get("training") or {}
     if training:
         simple = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
         lines += ["", f"Training: {', '.join(f'{k}={v}' for k, v in simple.items())}."]
-    lines += [
+    return lines
+
+
+def _card_provenance(facts: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Provenance",
         "",
@@ -208,7 +233,8 @@ def model_card(facts: dict[str, Any]) -> str:
     if facts["profile"]:
         lines.append(f"- Device profile: `{facts['profile']}`")
     lines.append("- Tools: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()))
-    lines += [
+    return [
+        *lines,
         "",
         "## Files",
         "",
@@ -217,7 +243,6 @@ def model_card(facts: dict[str, Any]) -> str:
         "`SHA256SUMS` (check with `sha256sum -c SHA256SUMS`).",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _shape(shape: list) -> str:
