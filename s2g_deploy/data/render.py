@@ -93,8 +93,13 @@ def find_soundfont(name: str) -> Path:
 
 
 def _fluidsynth():
+    import contextlib
+    import sys
+
     try:
-        import fluidsynth
+        # pyfluidsynth prints where it found the library when $CI is set: stdout is for results (--json)
+        with contextlib.redirect_stdout(sys.stderr):
+            import fluidsynth
     except (ImportError, OSError) as exc:  # OSError: pyfluidsynth found libfluidsynth but ctypes cannot load it
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise InputError(
