@@ -118,6 +118,8 @@ def export(
     overwrite: bool = False,
     opset: int | None = None,
     measure_latency: bool = True,
+    calibrate: bool = False,
+    parity_seconds: tuple[float, ...] | None = None,
 ):
     """Export one subnet as a verified, self-describing ONNX directory; returns an ``ExportResult``.
 
@@ -128,15 +130,19 @@ def export(
     ``VerificationError`` (parity or MAC-count check failed, 4); on any error ``out`` is left as it was.
 
     A searched subnet under a profile with latency budgets is chosen latency-aware when
-    ``measure_latency``: predicted by this machine's latency model (calibrated first if need be),
-    exported, measured in a fresh process, and the next candidate tried on a miss
-    (``s2g_deploy.deploy``); every measured miss is ``VerificationError``. With
-    ``measure_latency=False`` latency budgets are recorded as unverified.
+    ``measure_latency``: predicted by this machine's latency model, exported, measured in a fresh
+    process, and the next candidate tried on a miss (``s2g_deploy.deploy``); every measured miss is
+    ``VerificationError``. Without a latency model for the profile on this machine that is an
+    ``InputError``, unless ``calibrate`` (then one is fitted first: it exports and times a dozen
+    subnets; ``s2g export`` does). With ``measure_latency=False`` latency budgets are recorded as
+    unverified. ``parity_seconds``: the lengths parity is checked at (default 0.5, 3 and 10 s).
     """
     from s2g_deploy.deploy import export as _export
     from s2g_deploy.export.pipeline import ExportOptions
 
-    options = ExportOptions(out, checkpoint, subnet, budgets, profile, io, overwrite, opset, measure_latency)
+    options = ExportOptions(
+        out, checkpoint, subnet, budgets, profile, io, overwrite, opset, measure_latency, calibrate, parity_seconds
+    )
     return _export(options)
 
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from s2g_deploy.budgets import MEASURED_BUDGETS, has_measured_budget
-from s2g_deploy.errors import VerificationError
+from s2g_deploy.errors import InputError, VerificationError
 from s2g_deploy.export import pipeline
 from s2g_deploy.export.onnx import single_threaded
 from s2g_deploy.export.pipeline import Choice, ExportJob, ExportOptions, ExportResult
@@ -34,13 +36,18 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 3
 
 
-def export(options: ExportOptions) -> ExportResult:
-    """Choose the subnet ``options`` ask for, then export it (see ``api.export``)."""
+def export(options: ExportOptions, measure: Callable[[Path, Any], Any] | None = None) -> ExportResult:
+    """Choose the subnet ``options`` ask for, then export it (see ``api.export``).
+
+    ``measure(model_path, profile)``: how a staged model is timed for a profile's latency budgets
+    (default: :func:`measure_staged`, as ``s2g bench`` does); returns a report with ``latency_ms`` and
+    ``budgets`` verdicts.
+    """
     with single_threaded():
         profile = pipeline.load_profile(options.profile)
         measured = options.measure_latency and options.subnet is None and profile is not None
         if measured and has_measured_budget(profile.budgets):
-            return _export_measured(pipeline.validate(options, profile))
+            return _export_measured(pipeline.validate(options, profile), measure or measure_staged)
         job = pipeline.validate(options, profile, _unverified(profile, options.measure_latency))
         choice = choose(job)
         ckpt = pipeline.load(job)
@@ -124,16 +131,41 @@ def next_candidate(candidates, model, profile, costs, tried: set) -> tuple[Any, 
     return c, ms
 
 
-def _export_measured(job: ExportJob) -> ExportResult:
+def measure_staged(model: Path, profile: Any) -> Any:
+    """Time the staged ``model`` under ``profile`` in a fresh process, exactly as ``s2g bench`` does."""
+    from s2g_deploy.runtime.bench import measure_model, read_model
+
+    return measure_model(read_model(model), profile)
+
+
+def _latency_model(job: ExportJob, ckpt: Any) -> tuple[Any, bool]:
+    """This machine's latency model for the job's profile, calibrated now only if the options allow it."""
+    from s2g_deploy.runtime.latency import cached_model, calibrate
+
+    model = cached_model(job.checkpoint, job.profile, job.io)
+    if model is not None:
+        return model, False
+    name = job.profile.name
+    if not job.options.calibrate:
+        raise InputError(
+            f"profile {name!r} has latency budgets and this machine has no latency model for it: run "
+            f"`s2g calibrate --device {name}` (or pass calibrate=True to calibrate now), or export the static "
+            "choice with measure_latency=False (its latency budgets are then recorded as unverified)"
+        )
+    log.warning("calibrating the latency model for profile %r on this machine (once; cached)", name)
+    return calibrate(job.checkpoint, job.profile, job.io, supernet=ckpt.model), True
+
+
+def _export_measured(job: ExportJob, measure: Callable[[Path, Any], Any]) -> ExportResult:
     """The loop of the module docstring."""
-    from s2g_deploy.runtime.latency import load_or_calibrate, store_model, summary
+    from s2g_deploy.runtime.latency import store_model, summary
 
     profile = job.profile
     t = time.perf_counter()
     result = _search(job)  # static budgets; exit 3 if none fits them
     job.timings["search"] = time.perf_counter() - t
     ckpt = pipeline.load(job)
-    model, calibrated = load_or_calibrate(job.checkpoint, profile, job.io, supernet=ckpt.model)
+    model, calibrated = _latency_model(job, ckpt)
     feasible = [c for c in result.candidates if c.feasible]
     attempts: list[dict] = []
     tried: set = set()
@@ -152,7 +184,7 @@ def _export_measured(job: ExportJob) -> ExportResult:
         log.info("exporting %s (predicted %s %.2f ms per run)", candidate.subnet, model.statistic, predicted)
         try:
             with pipeline.stage(job, ckpt, Choice(candidate.subnet, record)) as staged:
-                return staged.commit(_measure(staged, model.statistic, predicted, attempts))
+                return staged.commit(_measure(staged, measure, model.statistic, predicted, attempts))
         except _Missed as miss:
             log.warning(
                 "%s measured %s %.2f ms (predicted %.2f ms): over the profile's budgets; refitting and trying the next",
@@ -166,13 +198,11 @@ def _export_measured(job: ExportJob) -> ExportResult:
     raise VerificationError(_all_missed(profile, model.statistic, attempts))
 
 
-def _measure(staged: pipeline.Staged, statistic: str, predicted: float, attempts: list) -> dict:
-    """Measure the staged model as ``s2g bench`` does; the manifest's ``latency`` and ``bench`` keys, or
-    :class:`_Missed` (which discards the staging)."""
-    from s2g_deploy.runtime.bench import measure_model, read_model
-
+def _measure(staged: pipeline.Staged, measure: Callable, statistic: str, predicted: float, attempts: list) -> dict:
+    """Measure the staged model; the manifest's ``latency`` and ``bench`` keys, or :class:`_Missed` (which
+    discards the staging)."""
     profile, final = staged.job.profile, staged.job.out
-    report = measure_model(read_model(staged.work), profile)
+    report = measure(staged.work, profile)
     verdicts = {k: dict(v) for k, v in report.budgets.items() if k in MEASURED_BUDGETS}
     passed = all(v["passed"] for v in verdicts.values())
     measured = report.latency_ms[statistic]

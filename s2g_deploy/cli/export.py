@@ -56,6 +56,7 @@ def export(
             overwrite=overwrite,
             opset=opset,
             measure_latency=measure_latency,
+            calibrate=True,  # the command calibrates a profile's latency model when it has none (README)
         )
     if json_:
         emit_json(result.to_dict())

@@ -37,10 +37,13 @@ SIGNALS = ("noise", "music")
 PARITY_SECONDS = (0.5, 3.0, 10.0)
 
 
-def default_lengths(sample_rate_hz: int, trace_samples: int) -> tuple[int, ...]:
-    """:data:`PARITY_SECONDS` in samples, each nudged off a multiple of 8 (and off the traced length)."""
+def default_lengths(
+    sample_rate_hz: int, trace_samples: int, seconds_list: tuple[float, ...] | None = None
+) -> tuple[int, ...]:
+    """``seconds_list`` (default :data:`PARITY_SECONDS`) in samples, each nudged off a multiple of 8 (and
+    off the traced length)."""
     lengths = []
-    for seconds in PARITY_SECONDS:
+    for seconds in PARITY_SECONDS if seconds_list is None else seconds_list:
         n = round(seconds * sample_rate_hz) + 3
         lengths.append(n + 2 if n == trace_samples else n)
     return tuple(lengths)

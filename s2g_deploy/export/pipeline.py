@@ -83,6 +83,8 @@ class ExportOptions:
     overwrite: bool = False
     opset: int | None = None
     measure_latency: bool = True
+    calibrate: bool = False  # a profile's latency budgets: calibrate this machine's latency model if it has none
+    parity_seconds: tuple[float, ...] | None = None  # the lengths parity runs at (default: parity.PARITY_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -269,7 +271,7 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
     supernet, parent_sha, dense = slice_dense(ckpt, subnet)
     config = dense.config
     trace_samples = config.sample_rate_hz + 5  # 1 s, off the hop grid; parity runs at other lengths
-    lengths = default_lengths(config.sample_rate_hz, trace_samples)
+    lengths = default_lengths(config.sample_rate_hz, trace_samples, job.options.parity_seconds)
     with StagedDirectory(job.out, job.options.overwrite) as staging:
         work = staging.path
         dense_sha = write_dense(work / DENSE_FILE, dense, subnet, parent_sha, ckpt.meta)

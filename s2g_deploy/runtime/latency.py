@@ -306,17 +306,6 @@ def calibrate(
     return model
 
 
-def load_or_calibrate(
-    checkpoint: str | os.PathLike | None, profile: Profile, io: str = "waveform", supernet: Any = None
-) -> tuple[LatencyModel, bool]:
-    """The cached model, or a freshly calibrated one (second value True, said on the log)."""
-    model = cached_model(checkpoint, profile, io)
-    if model is not None:
-        return model, False
-    log.warning("calibrating the latency model for profile %r on this machine (once; cached)", profile.name)
-    return calibrate(checkpoint, profile, io, supernet=supernet), True
-
-
 def _measure_subnets(
     path: Path, subnets: list[Subnet], profile: Profile, io: str, repeats: int, supernet: Any = None
 ) -> dict:
