@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from s2g_deploy.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from s2g_deploy.errors import InputError
-from s2g_deploy.models.config import count_params
-from s2g_deploy.models.registry import get_preset
+from s2g_deploy.models.registry import architecture_of, get_preset
 from s2g_deploy.quality import restrict
 from s2g_deploy.subnet import Subnet
 
@@ -67,12 +66,11 @@ def init(preset: str, out: str | os.PathLike, seed: int = 0) -> CheckpointMeta:
 
 def slice_to_file(checkpoint: str | os.PathLike, subnet: Subnet | str, out: str | os.PathLike) -> CheckpointMeta:
     """Cut ``subnet`` out of the supernet at ``checkpoint`` and save it as a dense checkpoint at ``out``."""
-    from s2g_deploy.models.elastic import ElasticBSRNN
     from s2g_deploy.slicing import slice_subnet
 
     subnet = Subnet.parse(subnet) if isinstance(subnet, str) else subnet
     ckpt = load_checkpoint(checkpoint)
-    if not isinstance(ckpt.model, ElasticBSRNN):
+    if ckpt.meta.kind != "supernet":
         raise InputError(f"{checkpoint}: is a dense subnet ({ckpt.meta.subnet}), not a supernet; nothing to slice")
     dense = slice_subnet(ckpt.model, subnet)
     meta = CheckpointMeta(
@@ -101,6 +99,7 @@ def inspect(checkpoint: str | os.PathLike | None = None, preset: str | None = No
         ckpt = load_checkpoint(checkpoint)
         meta, source = ckpt.meta, str(Path(checkpoint))
     grid = meta.space.grid() if meta.space else []
+    count_params = architecture_of(meta.config).count_params
     subnets = tuple(
         SubnetParams(s, count_params(meta.config.with_size(feature_dim=s.width, num_blocks=s.depth))) for s in grid
     )

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from s2g_deploy.artifacts import atomic_file
 from s2g_deploy.errors import CheckpointError, first_line
 from s2g_deploy.models.config import BSRNNConfig
-from s2g_deploy.models.registry import ARCHITECTURE
+from s2g_deploy.models.registry import architecture_of, get_architecture
 from s2g_deploy.subnet import ElasticSpace, Subnet
 
 if TYPE_CHECKING:
@@ -47,7 +47,11 @@ class CheckpointMeta:
     quality: Mapping[str, Any] | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
     weights_sha256: str = ""
-    architecture: str = ARCHITECTURE
+    architecture: str | None = None  # the registry's name; default: the architecture of ``config``
+
+    def __post_init__(self) -> None:
+        if self.architecture is None:
+            object.__setattr__(self, "architecture", architecture_of(self.config).name)
 
     @property
     def kind(self) -> str:
@@ -69,12 +73,12 @@ class CheckpointMeta:
     @classmethod
     def from_dict(cls, data: dict) -> CheckpointMeta:
         arch = data["architecture"]
-        if arch["name"] != ARCHITECTURE:
-            raise ValueError(f"unknown architecture {arch['name']!r} (this version knows {ARCHITECTURE!r})")
+        config_class = get_architecture(arch["name"]).config
         space = data.get("elastic_space")
         subnet = data.get("subnet")
         return cls(
-            config=BSRNNConfig.from_dict(arch["config"]),
+            architecture=arch["name"],
+            config=config_class.from_dict(arch["config"]),
             space=ElasticSpace.from_dict(space) if space else None,
             subnet=Subnet.parse(subnet) if subnet else None,
             parent_sha256=data.get("parent_sha256"),
@@ -191,13 +195,11 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     """Load a supernet or dense subnet; verifies tensor names, shapes and the weights hash."""
     from safetensors.torch import load_file
 
-    from s2g_deploy.models.bsrnn import BSRNN
-    from s2g_deploy.models.elastic import ElasticBSRNN
-
     path = Path(path)
     meta = read_meta(path)
+    arch = get_architecture(meta.architecture)
     try:
-        model = ElasticBSRNN(meta.config, meta.space) if meta.space else BSRNN(meta.config)
+        model = arch.load("supernet")(meta.config, meta.space) if meta.space else arch.load("dense")(meta.config)
     except (ValueError, TypeError, RuntimeError) as exc:  # metadata that contradicts itself
         raise CheckpointError(f"{path}: the metadata describes no valid model ({first_line(exc)})") from None
     try:

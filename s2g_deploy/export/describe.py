@@ -44,7 +44,7 @@ def metadata_props(facts: dict[str, Any]) -> dict[str, str]:
         "model_author": AUTHOR,
         "model_license": LICENSE,
         "s2g.metadata_version": METADATA_VERSION,
-        "s2g.architecture": "bsrnn",
+        "s2g.architecture": facts["architecture"],
         "s2g.subnet": facts["subnet"],
         "s2g.params": str(facts["params"]),
         "s2g.io": _json(facts["io"]),
@@ -89,7 +89,7 @@ def with_metadata(model_bytes: bytes, facts: dict[str, Any]) -> bytes:
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata_props(facts))
     model.doc_string = _summary(facts)
-    model.graph.name = f"bsrnn_{facts['subnet']}"
+    model.graph.name = f"{facts['architecture']}_{facts['subnet']}"
     model.model_version = 1
     return model.SerializeToString()
 
@@ -97,7 +97,7 @@ def with_metadata(model_bytes: bytes, facts: dict[str, Any]) -> bytes:
 def _summary(facts: dict) -> str:
     io = facts["io"]
     return (
-        f"BSRNN subnet {facts['subnet']} ({facts['params']:,} params) exported by s2g_deploy: "
+        f"{_title(facts)} subnet {facts['subnet']} ({facts['params']:,} params) exported by s2g_deploy: "
         f"{io['input']['name']} {io['input']['shape']} -> {io['output']['name']} {io['output']['shape']} "
         f"at {facts['sample_rate_hz']} Hz"
     )
@@ -124,9 +124,10 @@ def model_card(facts: dict[str, Any]) -> str:
 def _card_io(facts: dict[str, Any]) -> list[str]:
     io, stft, sr = facts["io"], facts["stft"], facts["sample_rate_hz"]
     lines = [
-        f"# BSRNN subnet {facts['subnet']}",
+        f"# {_title(facts)} subnet {facts['subnet']}",
         "",
-        f"A dense band-split RNN cut out of an elastic (Subnetwork-to-go) supernet by s2g_deploy and exported "
+        f"A dense {_architecture(facts).description} cut out of an elastic (Subnetwork-to-go) supernet by "
+        f"s2g_deploy and exported "
         f"to ONNX (opset {facts['opset']}). It separates one target source from a mono mixture at {sr} Hz.",
         "",
         "## Input and output",
@@ -243,6 +244,16 @@ def _card_provenance(facts: dict[str, Any]) -> list[str]:
         "`SHA256SUMS` (check with `sha256sum -c SHA256SUMS`).",
         "",
     ]
+
+
+def _architecture(facts: dict[str, Any]) -> Any:
+    from s2g_deploy.models.registry import get_architecture
+
+    return get_architecture(facts["architecture"])
+
+
+def _title(facts: dict[str, Any]) -> str:
+    return _architecture(facts).title
 
 
 def _shape(shape: list) -> str:

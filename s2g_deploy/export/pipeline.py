@@ -57,8 +57,7 @@ from s2g_deploy.export.parity import (
     default_lengths,
     parity_stages,
 )
-from s2g_deploy.models.bsrnn import count_params
-from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.models.registry import architecture_of
 from s2g_deploy.quality import restrict, subnet_quality
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
@@ -219,9 +218,9 @@ def load(job: ExportJob) -> Checkpoint:
     return ckpt
 
 
-def slice_dense(ckpt: Checkpoint, subnet: Subnet) -> tuple[ElasticBSRNN | None, str, Any]:
+def slice_dense(ckpt: Checkpoint, subnet: Subnet) -> tuple[Any, str, Any]:
     """(supernet or None, the supernet's weights hash, the dense model) for ``subnet`` of ``ckpt``."""
-    if isinstance(ckpt.model, ElasticBSRNN):
+    if ckpt.meta.kind == "supernet":
         return ckpt.model, ckpt.meta.weights_sha256, slice_subnet(ckpt.model, subnet).eval()
     return None, ckpt.meta.parent_sha256, ckpt.model.eval()
 
@@ -280,7 +279,8 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
         costs, count_samples = count_costs(job, dense, simplified)
         facts = {
             "subnet": str(subnet),
-            "params": count_params(config),
+            "params": architecture_of(config).count_params(config),
+            "architecture": ckpt.meta.architecture,
             "io": io_spec(job.io, config.n_bins).to_dict(),
             "sample_rate_hz": config.sample_rate_hz,
             "stft": describe.stft_settings(config),

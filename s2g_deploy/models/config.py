@@ -86,3 +86,16 @@ def count_params(config: BSRNNConfig) -> int:
     # mask estimation: per band GroupNorm(N) + Linear(N, M) + Linear(M, 4G), summed over bands
     mask = K * (2 * n + n * m + m) + 4 * bins * m + 4 * bins
     return band_split + L * 2 * residual + mask
+
+
+def macs_per_frame(config: BSRNNConfig) -> int:
+    """Closed-form network MACs per STFT frame of a dense BSRNN (batch 1; checked against fvcore in tests)."""
+    n, h, m = config.feature_dim, config.lstm_hidden, config.mask_hidden
+    bins, bands = config.n_bins, config.n_bands
+    band_split = 2 * bins * n  # per band Linear(2 G_k, n); the 2 G_k sum to 2 F
+    blstm_step = 2 * 4 * h * (n + h)  # 2 directions x 4 gates x (n input + h recurrent) x h units
+    projection = 2 * h * n  # Linear(2h, n) after each BLSTM
+    # time BLSTM: K sequences advance one step per frame; band BLSTM: one K-step sequence per frame
+    block = 2 * bands * (blstm_step + projection)
+    mask = bands * n * m + 4 * bins * m  # per band Linear(n, m) and Linear(m, 4 G_k)
+    return band_split + config.num_blocks * block + mask
