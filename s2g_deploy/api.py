@@ -1,21 +1,25 @@
-"""The library API: each CLI command is a thin layer over one function here."""
+"""The library API: each CLI command is a thin layer over one function here.
+
+Torch-free at import (``s2g --help`` and a warm ``s2g search`` never load it): every function imports
+what it needs when called.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from s2g_deploy.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from s2g_deploy.errors import InputError
-from s2g_deploy.models.bsrnn import count_params
-from s2g_deploy.models.elastic import ElasticBSRNN
-from s2g_deploy.models.registry import get_preset
+from s2g_deploy.models.registry import architecture_of, get_preset
 from s2g_deploy.quality import restrict
-from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
+
+if TYPE_CHECKING:
+    from s2g_deploy.models.elastic import ElasticBSRNN
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class InspectReport:
 
 def new_supernet(preset: str, seed: int = 0) -> ElasticBSRNN:
     """A randomly initialised supernet of a named preset (``s2g_deploy.models.registry.PRESETS``)."""
+    import torch
+
+    from s2g_deploy.models.elastic import ElasticBSRNN
+
     p = get_preset(preset)
     torch.manual_seed(seed)
     return ElasticBSRNN(p.config, p.space)
@@ -58,9 +66,11 @@ def init(preset: str, out: str | os.PathLike, seed: int = 0) -> CheckpointMeta:
 
 def slice_to_file(checkpoint: str | os.PathLike, subnet: Subnet | str, out: str | os.PathLike) -> CheckpointMeta:
     """Cut ``subnet`` out of the supernet at ``checkpoint`` and save it as a dense checkpoint at ``out``."""
+    from s2g_deploy.slicing import slice_subnet
+
     subnet = Subnet.parse(subnet) if isinstance(subnet, str) else subnet
     ckpt = load_checkpoint(checkpoint)
-    if not isinstance(ckpt.model, ElasticBSRNN):
+    if ckpt.meta.kind != "supernet":
         raise InputError(f"{checkpoint}: is a dense subnet ({ckpt.meta.subnet}), not a supernet; nothing to slice")
     dense = slice_subnet(ckpt.model, subnet)
     meta = CheckpointMeta(
@@ -89,6 +99,7 @@ def inspect(checkpoint: str | os.PathLike | None = None, preset: str | None = No
         ckpt = load_checkpoint(checkpoint)
         meta, source = ckpt.meta, str(Path(checkpoint))
     grid = meta.space.grid() if meta.space else []
+    count_params = architecture_of(meta.config).count_params
     subnets = tuple(
         SubnetParams(s, count_params(meta.config.with_size(feature_dim=s.width, num_blocks=s.depth))) for s in grid
     )
@@ -106,46 +117,53 @@ def export(
     overwrite: bool = False,
     opset: int | None = None,
     measure_latency: bool = True,
+    calibrate: bool = False,
+    parity_seconds: tuple[float, ...] | None = None,
 ):
     """Export one subnet as a verified, self-describing ONNX directory; returns an ``ExportResult``.
 
-    The subnet is ``subnet``, or the best one within ``budgets`` (``s2g_deploy.search.Budgets``) and/or
+    The subnet is ``subnet``, or the best one within ``budgets`` (``s2g_deploy.budgets.Budgets``) and/or
     ``profile`` (a name, a TOML path or a loaded profile). ``checkpoint`` defaults to the bundled supernet.
     ``io`` is ``"waveform"`` (samples in and out, STFT inside the graph) or ``"spectrogram"`` (the mask
     network only). Raises ``InputError`` (bad input, exit 2), ``BudgetInfeasibleError`` (3) or
     ``VerificationError`` (parity or MAC-count check failed, 4); on any error ``out`` is left as it was.
 
     A searched subnet under a profile with latency budgets is chosen latency-aware when
-    ``measure_latency``: predicted by this machine's latency model (calibrated first if need be),
-    exported, measured in a fresh process, and the next candidate tried on a miss
-    (``s2g_deploy.runtime.select``); every measured miss is ``VerificationError``. With
-    ``measure_latency=False`` latency budgets are recorded as unverified.
+    ``measure_latency``: predicted by this machine's latency model, exported, measured in a fresh
+    process, and the next candidate tried on a miss (``s2g_deploy.deploy``); every measured miss is
+    ``VerificationError``. Without a latency model for the profile on this machine that is an
+    ``InputError``, unless ``calibrate`` (then one is fitted first: it exports and times a dozen
+    subnets; ``s2g export`` does). With ``measure_latency=False`` latency budgets are recorded as
+    unverified. ``parity_seconds``: the lengths parity is checked at (default 0.5, 3 and 10 s).
     """
-    from s2g_deploy.export.pipeline import run_export
+    from s2g_deploy.deploy import export as _export
+    from s2g_deploy.export.pipeline import ExportOptions
 
-    return run_export(
-        checkpoint,
-        subnet=subnet,
-        budgets=budgets,
-        profile=profile,
-        out=out,
-        io=io,
-        overwrite=overwrite,
-        opset=opset,
-        measure_latency=measure_latency,
+    options = ExportOptions(
+        out, checkpoint, subnet, budgets, profile, io, overwrite, opset, measure_latency, calibrate, parity_seconds
     )
+    return _export(options)
 
 
-def bench(model: str | os.PathLike, profile, *, write_manifest: bool = True):
+def bench(
+    model: str | os.PathLike,
+    profile,
+    *,
+    write_manifest: bool = True,
+    compare: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+):
     """Benchmark an exported model (``.onnx`` or export directory) as device ``profile`` runs it.
 
     Returns a ``s2g_deploy.runtime.bench.BenchReport`` (latency statistics in ms, real-time factor,
-    memory, budget verdicts, environment); an export directory's manifest records it. Raises
-    ``InputError`` (exit 2) for a bad model or profile, or an execution provider that is not installed.
+    memory, budget verdicts, environment); an export directory's manifest records it. ``compare="torch"``
+    also times the dense PyTorch subnet and the supernet at it (``checkpoint``: that supernet; default:
+    found). Raises ``InputError`` (exit 2) for a bad model or profile, or an execution provider that is
+    not installed.
     """
     from s2g_deploy.runtime.bench import bench_model
 
-    return bench_model(model, profile, write_manifest=write_manifest)
+    return bench_model(model, profile, write_manifest=write_manifest, compare=compare, checkpoint=checkpoint)
 
 
 def calibrate(checkpoint: str | os.PathLike | None = None, *, profile, io: str = "waveform", repeats: int = 1):
@@ -153,9 +171,11 @@ def calibrate(checkpoint: str | os.PathLike | None = None, *, profile, io: str =
 
     Its ``mape_held_out`` is the mean absolute percentage error on measured subnets it was not fitted on.
     """
+    from s2g_deploy.export import check_io
     from s2g_deploy.profiles import Profile, load_profile
     from s2g_deploy.runtime.latency import calibrate as _calibrate
 
+    check_io(io)
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
     return _calibrate(checkpoint, profile, io, repeats=repeats)
 
@@ -196,23 +216,24 @@ def search(
     budget_macs: int | float | str | None = None,
     budget_params: int | float | str | None = None,
     profile=None,
+    budgets=None,
 ):
     """The best subnet within the budgets; returns a ``s2g_deploy.search.SearchResult``.
 
     ``budget_macs`` (network MACs per second of audio) and ``budget_params`` accept numbers or sizes such
-    as ``"300M"``; ``profile`` is a shipped name, a TOML path or a loaded ``Profile``; the tighter of a
-    profile's budget and an explicit one wins. ``checkpoint`` defaults to the bundled supernet. Raises
-    ``InputError`` (exit 2) or ``BudgetInfeasibleError`` (3, naming the binding budget).
+    as ``"300M"``, or ``budgets`` is a ``s2g_deploy.budgets.Budgets``; ``profile`` is a shipped name, a
+    TOML path or a loaded ``Profile``; the tighter of a profile's budget and an explicit one wins.
+    ``checkpoint`` defaults to the bundled supernet. Raises ``InputError`` (exit 2) or
+    ``BudgetInfeasibleError`` (3, naming the binding budget).
     """
+    from s2g_deploy.budgets import Budgets
     from s2g_deploy.profiles import Profile, load_profile
-    from s2g_deploy.search import Budgets
     from s2g_deploy.search import search as _search
-    from s2g_deploy.units import parse_size
 
-    budgets = Budgets(
-        max_params=parse_size(budget_params, "budget_params") if budget_params is not None else None,
-        max_macs_per_second=parse_size(budget_macs, "budget_macs") if budget_macs is not None else None,
-    )
+    if budgets is None:
+        budgets = Budgets.from_sizes(budget_macs, budget_params, ("budget_macs", "budget_params"))
+    elif budget_macs is not None or budget_params is not None:
+        raise InputError("give either budgets or budget_macs/budget_params, not both")
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
     return _search(checkpoint, budgets, profile)
@@ -257,3 +278,107 @@ def verify(path: str | os.PathLike, seed: int | None = None):
     from s2g_deploy.verify import verify as _verify
 
     return _verify(path, seed)
+
+
+def separate_files(
+    model: str | os.PathLike,
+    audio: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    output_format: Any = None,
+    **options: Any,
+):
+    """Separate several files with one exported waveform model (``s2g separate``): every input checked
+    before anything is written; returns one ``SeparationResult`` per input.
+
+    ``output_format``: a ``s2g_deploy.separate.OutputFormat`` (default: 32-bit float WAV), or a mapping
+    of ``int24``, ``float32`` and ``flac`` flags as the CLI takes them. ``options``: ``chunk_seconds``,
+    ``overlap_seconds``, ``overwrite``, ``threads`` and the ``on_start`` / ``on_progress`` / ``on_result``
+    callbacks of :func:`s2g_deploy.separate.separate_files`.
+    """
+    from s2g_deploy.separate import FLOAT_WAV
+    from s2g_deploy.separate import output_format as _output_format
+    from s2g_deploy.separate import separate_files as _separate_files
+
+    if output_format is None:
+        output_format = FLOAT_WAV
+    elif isinstance(output_format, dict):
+        output_format = _output_format(**output_format)
+    return _separate_files(model, audio, out, output_format=output_format, **options)
+
+
+def evaluate(
+    checkpoint: str | os.PathLike | None = None,
+    data: str | os.PathLike | None = None,
+    *,
+    out: str | os.PathLike | None = None,
+    in_place: bool = False,
+    **options: Any,
+):
+    """Score every subnet (uSDR, SI-SDR, cSDR) and write the quality table into a checkpoint; returns an
+    ``s2g_deploy.train.evaluate.EvaluationResult``. ``checkpoint`` defaults to the bundled supernet, which
+    is never written: the table then goes to ``out`` (default ``supernet.evaluated.safetensors``).
+    ``options``: ``items``, ``seconds``, ``target``, ``chunk_seconds``, ``timbre_data`` of
+    :func:`s2g_deploy.train.evaluate.evaluate`."""
+    from s2g_deploy.bundled import resolve_checkpoint
+    from s2g_deploy.train.evaluate import evaluate as _evaluate
+
+    if checkpoint is None and out is None and not in_place:
+        out = Path("supernet.evaluated.safetensors")  # never write into the installed package
+    if "chunk_seconds" in options:
+        options["chunk_seconds"] = tuple(options["chunk_seconds"])
+    return _evaluate(resolve_checkpoint(checkpoint), data, out=out, in_place=in_place, **options)
+
+
+def train(config):
+    """Train a supernet (or one fixed subnet) as ``config`` (a ``s2g_deploy.train.loop.TrainConfig``) says;
+    returns a ``TrainResult``. Set torch's threads and ``OMP_WAIT_POLICY`` before torch is first imported."""
+    from s2g_deploy.train.loop import train as _train
+
+    return _train(config)
+
+
+def render_data(request, on_track: Callable[[int], None] | None = None):
+    """Render multitracks (``s2g data render``) as ``request`` (a ``s2g_deploy.data.render.RenderRequest``)
+    asks; ``on_track(done)`` after each track. Returns a ``RenderResult``."""
+    from s2g_deploy.data.render import render
+
+    return render(request, on_track)
+
+
+def environment(variables: Sequence[str] = ()) -> dict:
+    """This machine and its software (``s2g env``): :func:`s2g_deploy.environment.environment`, torch's
+    thread settings, and the environment ``variables`` named."""
+    import torch
+
+    from s2g_deploy.environment import environment as _environment
+
+    return {
+        **_environment(),
+        "torch_threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+        "variables": {name: os.environ.get(name) for name in variables},
+    }
+
+
+def profiles() -> list:
+    """The shipped device profiles, smallest MAC budget first (no budget last), then by name."""
+    from s2g_deploy.profiles import load_profile, shipped_profiles
+
+    return sorted(
+        (load_profile(name) for name in shipped_profiles()),
+        key=lambda p: (p.budgets.max_macs_per_second is None, p.budgets.max_macs_per_second or 0, p.name),
+    )
+
+
+def profile(name_or_path: str | os.PathLike):
+    """One device profile: a shipped name or a TOML file (``ProfileError``, exit 2, lists every problem)."""
+    from s2g_deploy.profiles import load_profile
+
+    return load_profile(name_or_path)
+
+
+def validate_profile(path: str | os.PathLike):
+    """Read and validate the profile file at ``path`` (never a shipped name); raises ``ProfileError``."""
+    from s2g_deploy.profiles import read_profile
+
+    return read_profile(path)

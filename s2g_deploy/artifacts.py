@@ -29,6 +29,9 @@ from typing import Any
 from s2g_deploy.errors import InputError, VerificationError
 
 MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"  # an export directory's files
+DENSE_FILE = "dense.safetensors"
+CARD_FILE = "model_card.md"
 SHA256SUMS = "SHA256SUMS"
 MANIFEST_FORMAT = "s2g_deploy.export"
 RELEASE = "release.json"
@@ -244,10 +247,6 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def write_json(path: str | os.PathLike, document: Any) -> None:

@@ -4,7 +4,8 @@ Supernets and dense subnets share the format. The safetensors header carries one
 ``s2g_deploy.checkpoint``: the metadata as JSON, with its ``format_version``. (One entry, because
 safetensors writes its metadata map in hash order: several entries would make saves non-reproducible.)
 Everything that can go wrong while loading becomes a one-line :class:`CheckpointError` that names
-the file.
+the file. :func:`read_header` is the one reader of that header: torch-free (this module imports torch
+only to load weights), so a warm ``s2g search`` reads checkpoints without it.
 """
 
 from __future__ import annotations
@@ -16,16 +17,18 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from s2g_deploy.artifacts import atomic_file
-from s2g_deploy.errors import CheckpointError
-from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig
-from s2g_deploy.models.elastic import ElasticBSRNN
-from s2g_deploy.models.registry import ARCHITECTURE
+from s2g_deploy.errors import CheckpointError, first_line
+from s2g_deploy.models.config import BSRNNConfig
+from s2g_deploy.models.registry import architecture_of, get_architecture
 from s2g_deploy.subnet import ElasticSpace, Subnet
+
+if TYPE_CHECKING:
+    import torch
+
+    from s2g_deploy.models.bsrnn import BSRNN
 
 FORMAT = "s2g_deploy.checkpoint"
 FORMAT_VERSION = 1
@@ -44,7 +47,11 @@ class CheckpointMeta:
     quality: Mapping[str, Any] | None = None
     versions: Mapping[str, str] = field(default_factory=dict)
     weights_sha256: str = ""
-    architecture: str = ARCHITECTURE
+    architecture: str | None = None  # the registry's name; default: the architecture of ``config``
+
+    def __post_init__(self) -> None:
+        if self.architecture is None:
+            object.__setattr__(self, "architecture", architecture_of(self.config).name)
 
     @property
     def kind(self) -> str:
@@ -66,12 +73,12 @@ class CheckpointMeta:
     @classmethod
     def from_dict(cls, data: dict) -> CheckpointMeta:
         arch = data["architecture"]
-        if arch["name"] != ARCHITECTURE:
-            raise ValueError(f"unknown architecture {arch['name']!r} (this version knows {ARCHITECTURE!r})")
+        config_class = get_architecture(arch["name"]).config
         space = data.get("elastic_space")
         subnet = data.get("subnet")
         return cls(
-            config=BSRNNConfig.from_dict(arch["config"]),
+            architecture=arch["name"],
+            config=config_class.from_dict(arch["config"]),
             space=ElasticSpace.from_dict(space) if space else None,
             subnet=Subnet.parse(subnet) if subnet else None,
             parent_sha256=data.get("parent_sha256"),
@@ -100,11 +107,10 @@ def weights_sha256(state: Mapping[str, torch.Tensor]) -> str:
 
 
 def library_versions() -> dict[str, str]:
-    import safetensors
+    """The versions a checkpoint records: the code that wrote it."""
+    from s2g_deploy.environment import versions
 
-    from s2g_deploy import __version__
-
-    return {"s2g_deploy": __version__, "torch": torch.__version__, "safetensors": safetensors.__version__}
+    return versions("s2g_deploy", "torch", "safetensors")
 
 
 def save_checkpoint(path: str | os.PathLike, model: BSRNN, meta: CheckpointMeta) -> CheckpointMeta:
@@ -145,30 +151,44 @@ def _sniff(path: Path) -> None:
     raise CheckpointError(f"{path}: not a safetensors file (bad header); is it truncated or another format?")
 
 
-def read_meta(path: str | os.PathLike) -> CheckpointMeta:
-    """Read and validate only the metadata of a checkpoint (fast: no weights are loaded)."""
-    from safetensors import safe_open
-
+def read_header(path: str | os.PathLike) -> dict:
+    """The checkpoint's metadata as saved (:meth:`CheckpointMeta.to_dict`'s form), checked for format,
+    version and a file as long as its header says; no weights read, no torch imported."""
     path = Path(path)
     _sniff(path)
+    size = path.stat().st_size
     try:
-        with safe_open(path, framework="pt") as f:
-            header = f.metadata() or {}
-    except Exception as exc:  # safetensors raises several exception types for damaged files
-        raise CheckpointError(f"{path}: unreadable safetensors file ({_first_line(exc)})") from None
+        with path.open("rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            tensors = json.loads(f.read(length))
+        header = tensors.pop("__metadata__", None) or {}
+        ends = [t["data_offsets"][1] for t in tensors.values()]
+        if not isinstance(header, dict) or not all(isinstance(e, int) for e in ends):
+            raise ValueError("malformed header")
+    except Exception as exc:  # a header that is not the JSON safetensors writes
+        raise CheckpointError(f"{path}: unreadable safetensors file ({first_line(exc)})") from None
+    expected = 8 + length + max(ends, default=0)
+    if size != expected:
+        raise CheckpointError(f"{path}: file is {size} bytes but its header describes {expected}; it is truncated")
     if FORMAT not in header:
         raise CheckpointError(f"{path}: a safetensors file, but not an s2g checkpoint (no '{FORMAT}' metadata)")
     try:
         data = json.loads(header[FORMAT])
         version = data.pop("format_version", "?")
     except Exception as exc:
-        raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({first_line(exc)})") from None
     if version != FORMAT_VERSION:
         raise CheckpointError(f"{path}: checkpoint format version {version}; this s2g reads version {FORMAT_VERSION}")
+    return data
+
+
+def read_meta(path: str | os.PathLike) -> CheckpointMeta:
+    """Read and validate only the metadata of a checkpoint (fast: no weights are loaded, no torch)."""
+    data = read_header(path)
     try:
         return CheckpointMeta.from_dict(data)
     except Exception as exc:
-        raise CheckpointError(f"{path}: invalid checkpoint metadata ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: invalid checkpoint metadata ({first_line(exc)})") from None
 
 
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Checkpoint:
@@ -177,14 +197,15 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
     path = Path(path)
     meta = read_meta(path)
+    arch = get_architecture(meta.architecture)
     try:
-        model = ElasticBSRNN(meta.config, meta.space) if meta.space else BSRNN(meta.config)
+        model = arch.load("supernet")(meta.config, meta.space) if meta.space else arch.load("dense")(meta.config)
     except (ValueError, TypeError, RuntimeError) as exc:  # metadata that contradicts itself
-        raise CheckpointError(f"{path}: the metadata describes no valid model ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: the metadata describes no valid model ({first_line(exc)})") from None
     try:
         state = load_file(path)
     except Exception as exc:
-        raise CheckpointError(f"{path}: unreadable weights ({_first_line(exc)}); the file may be truncated") from None
+        raise CheckpointError(f"{path}: unreadable weights ({first_line(exc)}); the file may be truncated") from None
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if expected != found:
@@ -204,8 +225,3 @@ def _diff(expected: dict, found: dict) -> str:
         return f"unexpected {unexpected[0]}" + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
     name = next(k for k in sorted(expected) if expected[k] != found[k])
     return f"{name} has shape {list(found[name])}, expected {list(expected[name])}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -187,39 +187,28 @@ def _check_unknown_ops(module: nn.Module, analysis) -> None:
 def count_macs(model: BSRNN, n_samples: int) -> MacCount:
     """Network MACs of a dense BSRNN on one input of ``n_samples`` samples (batch 1), traced by fvcore."""
     import torch
-    from torch import nn
 
-    class MaskNetwork(nn.Module):  # the network proper: spectrogram in, complex mask out
-        def __init__(self, bsrnn: BSRNN):
-            super().__init__()
-            self.bsrnn = bsrnn
-
-        def forward(self, spec: torch.Tensor) -> torch.Tensor:
-            return self.bsrnn.mask(spec)
+    from s2g_deploy.export.onnx import MaskNetwork  # the network proper: spectrogram in, complex mask out
 
     c = model.config
     weight = next(model.parameters())
     # Values do not matter to a count; zeros keep it free of randomness.
     spec = torch.zeros(1, c.n_bins, c.frames(n_samples), 2, dtype=weight.dtype, device=weight.device)
-    return count_module_macs(MaskNetwork(model), (spec,), parts_of="bsrnn")
+    return count_module_macs(MaskNetwork(model), (spec,), parts_of="model")
 
 
 def closed_form_macs(config: BSRNNConfig, n_samples: int) -> int:
-    """Network MACs of a dense BSRNN on ``n_samples`` samples, from its hyper-parameters alone."""
+    """Network MACs of a dense model on ``n_samples`` samples, from its hyper-parameters alone."""
     return config.frames(n_samples) * closed_form_macs_per_frame(config)
 
 
 def closed_form_macs_per_frame(config: BSRNNConfig) -> int:
-    """Network MACs per STFT frame (batch 1); see the module docstring for why cost is linear in frames."""
-    n, h, m = config.feature_dim, config.lstm_hidden, config.mask_hidden
-    bins, bands = config.n_bins, config.n_bands
-    band_split = 2 * bins * n  # per band Linear(2 G_k, n); the 2 G_k sum to 2 F
-    blstm_step = 2 * 4 * h * (n + h)  # 2 directions x 4 gates x (n input + h recurrent) x h units
-    projection = 2 * h * n  # Linear(2h, n) after each BLSTM
-    # time BLSTM: K sequences advance one step per frame; band BLSTM: one K-step sequence per frame
-    block = 2 * bands * (blstm_step + projection)
-    mask = bands * n * m + 4 * bins * m  # per band Linear(n, m) and Linear(m, 4 G_k)
-    return band_split + config.num_blocks * block + mask
+    """Network MACs per STFT frame (batch 1), by the architecture's own formula (for BSRNN:
+    :func:`s2g_deploy.models.config.macs_per_frame`); see the module docstring for why cost is linear
+    in frames."""
+    from s2g_deploy.models.registry import architecture_of
+
+    return architecture_of(config).macs_per_frame(config)
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,9 @@
 """The on-disk cost cache, and the torch-free reads that keep a warm ``s2g search`` under 2 s.
 
 Importing torch takes about 2 s on a laptop CPU: the whole budget of a warm search. So the warm path
-reads the checkpoint's safetensors header by hand (an 8-byte length, then JSON) and library versions
-from package metadata, and only a cold count (:func:`s2g_deploy.cost.subnet_costs`) imports torch.
-A header that looks unusual in any way is handed to :func:`s2g_deploy.checkpoint.read_meta`, whose
-errors are the canonical ones. A cache hit implies the checkpoint was fully loaded and verified once:
+reads the checkpoint's header with :func:`s2g_deploy.checkpoint.read_meta` (torch-free) and library
+versions from package metadata, and only a cold count (:func:`s2g_deploy.cost.subnet_costs`) imports
+torch. A cache hit implies the checkpoint was fully loaded and verified once:
 the table was counted from it, and the key holds its weights hash and architecture.
 
 Layout: ``<cache dir>/costs/<sha256 of the key>.json``, one JSON document with the key and the table.
@@ -19,26 +18,19 @@ import hashlib
 import json
 import logging
 import os
-import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from s2g_deploy.artifacts import atomic_file
-from s2g_deploy.errors import CheckpointError, InputError
+from s2g_deploy.errors import InputError
 from s2g_deploy.subnet import ElasticSpace
 
 log = logging.getLogger(__name__)
 
 _FORMAT = "s2g_deploy.costs"
 _FORMAT_VERSION = 1
-_CHECKPOINT_KEY = "s2g_deploy.checkpoint"  # checkpoint.FORMAT; that module imports torch
-_CHECKPOINT_VERSION = 1  # checkpoint.FORMAT_VERSION
-_MAX_HEADER_BYTES = 100_000_000
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -61,81 +53,32 @@ class SupernetSummary:
 
 
 def read_summary(path: str | os.PathLike) -> SupernetSummary:
-    """Summarise the supernet at ``path`` without loading its weights (and, usually, without torch).
+    """Summarise the supernet at ``path`` from its header alone (:func:`s2g_deploy.checkpoint.read_meta`:
+    no weights, no torch).
 
     Raises :class:`CheckpointError` for an unreadable or truncated file and :class:`InputError` for a
     dense subnet, which has no grid to cost or search.
     """
-    path = Path(path)
-    data = _read_header(path)
-    if data is None:
-        from s2g_deploy.checkpoint import read_meta
+    from s2g_deploy.checkpoint import read_meta
 
-        data = read_meta(path).to_dict()
-    if not data.get("elastic_space"):
-        raise InputError(
-            f"{path}: is a dense subnet ({data.get('subnet')}), not a supernet; costs and search need a supernet"
-        )
+    path = Path(path)
+    meta = read_meta(path)
+    if meta.space is None:
+        raise InputError(f"{path}: is a dense subnet ({meta.subnet}), not a supernet; costs and search need a supernet")
     return SupernetSummary(
         path=path,
-        weights_sha256=data["weights_sha256"],
-        config=data["architecture"]["config"],
-        space=ElasticSpace.from_dict(data["elastic_space"]),
-        quality=data.get("quality"),
+        weights_sha256=meta.weights_sha256,
+        config=meta.config.to_dict(),
+        space=meta.space,
+        quality=meta.quality,
     )
-
-
-def _read_header(path: Path) -> dict | None:
-    """The checkpoint metadata as :meth:`CheckpointMeta.to_dict` writes it, or None if anything is unusual."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if length > min(_MAX_HEADER_BYTES, size - 8):
-                return None
-            header = json.loads(f.read(length))
-        data = json.loads(header["__metadata__"][_CHECKPOINT_KEY])
-        ends = [t["data_offsets"][1] for name, t in header.items() if name != "__metadata__"]
-    except (OSError, struct.error, ValueError, KeyError, TypeError, IndexError):
-        return None
-    if not all(isinstance(e, int) for e in ends) or not _looks_valid(data):
-        return None
-    expected = 8 + length + max(ends, default=0)
-    if size != expected:
-        raise CheckpointError(f"{path}: file is {size} bytes but its header describes {expected}; it is truncated")
-    return data
-
-
-def _looks_valid(data: Any) -> bool:
-    try:
-        config = data["architecture"]["config"]
-        space = data["elastic_space"]
-        ok = (
-            data.get("format_version") == _CHECKPOINT_VERSION
-            and data["architecture"]["name"] == "bsrnn"
-            and all(isinstance(config[k], int) for k in ("sample_rate_hz", "n_fft", "hop_length", "feature_dim"))
-            and isinstance(config["band_widths"], list)
-            and _SHA256_RE.match(data["weights_sha256"]) is not None
-            and (data.get("quality") is None or isinstance(data["quality"], dict))
-        )
-        if ok and space is not None:
-            ElasticSpace.from_dict(space)
-        return ok
-    except (KeyError, TypeError, ValueError):
-        return False
 
 
 def library_versions() -> dict[str, str]:
     """Versions of the code that counts MACs, read from package metadata (no imports)."""
-    from s2g_deploy import __version__
+    from s2g_deploy.environment import versions
 
-    versions = {"s2g_deploy": __version__}
-    for package in ("torch", "fvcore"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return versions("s2g_deploy", "torch", "fvcore")
 
 
 def cache_dir() -> Path:

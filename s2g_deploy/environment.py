@@ -14,15 +14,27 @@ from importlib import metadata
 PACKAGES = ("s2g_deploy", "torch", "onnx", "onnxruntime", "onnxsim", "fvcore", "numpy", "safetensors")
 
 
+def versions(*packages: str) -> dict[str, str]:
+    """The installed version of each package, in the order given, read from package metadata (nothing is
+    imported); ``"not installed"`` if absent. The one version collector: checkpoints, cost and latency
+    caches, manifests, releases and ``s2g env`` all record versions through it."""
+    found = {}
+    for package in packages:
+        if package == "s2g_deploy":  # this code, installed or not
+            from s2g_deploy import __version__
+
+            found[package] = __version__
+            continue
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
 def package_versions() -> dict[str, str]:
     """Installed version of each package this toolkit measures with (``"not installed"`` if absent)."""
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
+    return versions(*PACKAGES)
 
 
 def cpu_model() -> str:

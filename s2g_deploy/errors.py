@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 
+def first_line(exc: BaseException, limit: int | None = None) -> str:
+    """The first line of ``exc``'s message (at most ``limit`` characters), else its type's name: how a
+    library's multi-line error becomes part of one of ours."""
+    text = str(exc).strip().splitlines()
+    return text[0][:limit] if text else type(exc).__name__
+
+
 class S2GError(Exception):
     """Base class of every error this package raises on purpose. Message: one line, names the problem."""
 

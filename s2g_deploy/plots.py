@@ -36,19 +36,27 @@ def pareto_png(document: Mapping[str, Any], path: str | os.PathLike) -> None:
     """Write the figure of release ``document`` (``release.json``'s content) to ``path`` as PNG."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.legend_handler import HandlerTuple
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import FuncFormatter
 
     grid = document["grid"]
-    metric = document["supernet"]["quality_metric"]
     fig = Figure(figsize=SIZE_INCHES, dpi=DPI, layout="constrained")  # makes room for the legend outside
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-
-    scored = [g for g in grid if g["quality"] is not None]
     # subnets without a quality entry sit on the bottom edge (axes coordinates), so they still show
     edge = ax.get_xaxis_transform()
+    _draw_grid(ax, grid, edge)
+    _label_subnets(ax, grid, edge)
+    handles, labels = ax.get_legend_handles_labels()  # the grid's entries; then one per profile
+    for i, p in enumerate(document["profiles"]):
+        handle = _draw_profile(ax, i, p, {g["subnet"]: g for g in grid}, edge)
+        handles.append(handle)
+        labels.append(_legend_label(p))
+    _finish_axes(ax, document, handles, labels)
+    fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
+
+
+def _draw_grid(ax, grid: list, edge) -> None:
+    """Every subnet of the grid, and the Pareto front."""
+    scored = [g for g in grid if g["quality"] is not None]
     ax.scatter(
         [g["macs_per_second"] for g in scored],
         [g["quality"] for g in scored],
@@ -80,10 +88,14 @@ def pareto_png(document: Mapping[str, Any], path: str | os.PathLike) -> None:
             zorder=1,
             label="Pareto front",
         )
-    qualities = [g["quality"] for g in scored] or [0.0]
+
+
+def _label_subnets(ax, grid: list, edge) -> None:
+    """The subnet's name beside its point; above it where a neighbour would overlap."""
+    qualities = [g["quality"] for g in grid if g["quality"] is not None] or [0.0]
     near_y = 0.03 * (max(qualities) - min(qualities) or 1.0)
     placed: list[tuple[float, float]] = []
-    for g in sorted(grid, key=lambda g: g["macs_per_second"]):  # the subnet's name beside its point
+    for g in sorted(grid, key=lambda g: g["macs_per_second"]):
         y, transform = (g["quality"], ax.transData) if g["quality"] is not None else (0.02, edge)
         x = math.log10(max(g["macs_per_second"], 1.0))
         # a neighbour closer than a twentieth of a decade at about the same height: this label goes above
@@ -99,53 +111,57 @@ def pareto_png(document: Mapping[str, Any], path: str | os.PathLike) -> None:
             color="#666666",
         )
 
-    by_subnet = {g["subnet"]: g for g in grid}
-    handles, labels = ax.get_legend_handles_labels()  # the grid's entries; then one per profile
-    profiles = document["profiles"]
-    for i, p in enumerate(profiles):
-        colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
-        budget = p["budgets"].get("max_macs_per_second")
-        if budget is not None:
-            ax.axvline(budget["limit"], color=colour, linestyle="--", linewidth=1.2, alpha=0.8, zorder=1)
-            ax.annotate(  # the profile's name above the plot, where no point can hide it
-                p["profile"],
-                (budget["limit"], 1.0),
-                xycoords=("data", "axes fraction"),
-                xytext=(0, 3),
-                textcoords="offset points",
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                color=colour,
-            )
-        line = Line2D([], [], color=colour, linestyle="--", linewidth=1.2)
-        chosen = by_subnet.get(p["subnet"]) if p["subnet"] else None
-        if chosen is None:  # infeasible: only the budget line, and the legend says so
-            handles.append(line)
-            labels.append(_legend_label(p))
-            continue
-        y, transform = (chosen["quality"], ax.transData) if chosen["quality"] is not None else (0.02, edge)
-        # later profiles draw smaller, so two profiles that chose the same subnet both stay visible
-        point = ax.scatter(
-            [chosen["macs_per_second"]],
-            [y],
-            transform=transform,
-            s=max(40, 190 - 30 * i),
-            marker=marker,
-            facecolors="none",
-            edgecolors=colour,
-            linewidths=2,
-            zorder=3 + i,
+
+def _draw_profile(ax, i: int, p: Mapping[str, Any], by_subnet: Mapping[str, Any], edge) -> Any:
+    """Profile ``i``'s MAC budget line and chosen subnet; returns its legend handle."""
+    from matplotlib.lines import Line2D
+
+    colour, marker = COLOURS[i % len(COLOURS)], MARKERS[i % len(MARKERS)]
+    budget = p["budgets"].get("max_macs_per_second")
+    if budget is not None:
+        ax.axvline(budget["limit"], color=colour, linestyle="--", linewidth=1.2, alpha=0.8, zorder=1)
+        ax.annotate(  # the profile's name above the plot, where no point can hide it
+            p["profile"],
+            (budget["limit"], 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, 3),
+            textcoords="offset points",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            color=colour,
         )
-        handles.append((point, line) if budget is not None else point)
-        labels.append(_legend_label(p))
+    line = Line2D([], [], color=colour, linestyle="--", linewidth=1.2)
+    chosen = by_subnet.get(p["subnet"]) if p["subnet"] else None
+    if chosen is None:  # infeasible: only the budget line, and the legend says so
+        return line
+    y, transform = (chosen["quality"], ax.transData) if chosen["quality"] is not None else (0.02, edge)
+    # later profiles draw smaller, so two profiles that chose the same subnet both stay visible
+    point = ax.scatter(
+        [chosen["macs_per_second"]],
+        [y],
+        transform=transform,
+        s=max(40, 190 - 30 * i),
+        marker=marker,
+        facecolors="none",
+        edgecolors=colour,
+        linewidths=2,
+        zorder=3 + i,
+    )
+    return (point, line) if budget is not None else point
+
+
+def _finish_axes(ax, document: Mapping[str, Any], handles: list, labels: list) -> None:
+    """Scales, ticks, limits, labels, title, grid lines and the legend."""
+    from matplotlib.legend_handler import HandlerTuple
+    from matplotlib.ticker import FuncFormatter
 
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: _tick(v)))
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
-    _pad_limits(ax, [g["macs_per_second"] for g in grid] + _budget_limits(profiles))
+    _pad_limits(ax, [g["macs_per_second"] for g in document["grid"]] + _budget_limits(document["profiles"]))
     ax.set_xlabel("network MACs per second of audio (log scale; K, M, G = 10^3, 10^6, 10^9)")
-    ax.set_ylabel(f"quality: {metric_label(metric)}, higher is better")
+    ax.set_ylabel(f"quality: {metric_label(document['supernet']['quality_metric'])}, higher is better")
     supernet = document["supernet"]
     ax.set_title(
         f"Quality vs compute of every subnet, and each profile's choice\n"
@@ -166,7 +182,6 @@ def pareto_png(document: Mapping[str, Any], path: str | os.PathLike) -> None:
         title="profile: chosen subnet (budgets: dashed)",
         title_fontsize=8,
     )
-    fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
 
 
 def _legend_label(p: Mapping[str, Any]) -> str:

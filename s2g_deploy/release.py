@@ -33,14 +33,13 @@ from pathlib import Path
 from typing import Any
 
 from s2g_deploy import artifacts
+from s2g_deploy.budgets import budget_verdicts, cheapest
 from s2g_deploy.errors import BudgetInfeasibleError, InputError, S2GError, VerificationError
 from s2g_deploy.profiles import Profile, load_profile, read_profile, shipped_profile_dir
 
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-STATIC_BUDGETS = {"max_params": "params", "max_macs_per_second": "network MACs per second of audio"}
-MEASURED_BUDGETS = {"latency_ms": "ms per run", "max_real_time_factor": "processing time / audio time"}
 
 
 @dataclass(frozen=True)
@@ -126,7 +125,7 @@ def build_release(
     """
     from s2g_deploy.bundled import resolve_checkpoint
     from s2g_deploy.checkpoint import read_meta
-    from s2g_deploy.export.pipeline import single_threaded
+    from s2g_deploy.export.onnx import single_threaded
     from s2g_deploy.plots import pareto_png
     from s2g_deploy.release_notes import FIGURE, NOTES, markdown
     from s2g_deploy.search import search
@@ -179,27 +178,18 @@ def _check_providers(profiles: Sequence[Profile]) -> None:
 
 
 def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, costs: Any, bench: bool) -> dict:
-    from s2g_deploy.export.pipeline import run_export
+    from s2g_deploy.deploy import export
+    from s2g_deploy.export.pipeline import ExportOptions
 
     head = {"profile": prof.name, "description": " ".join(prof.description.split()), "source": prof.source}
     try:
         # static budgets only: machine-independent selection, hence a reproducible release (module docstring)
-        result = run_export(
-            ckpt_path,
-            subnet=None,
-            budgets=None,
-            profile=prof,
-            out=work / prof.name,
-            io="waveform",
-            overwrite=False,
-            opset=None,
-            measure_latency=False,
-        )
+        result = export(ExportOptions(work / prof.name, ckpt_path, profile=prof, measure_latency=False))
     except BudgetInfeasibleError as exc:
         log.warning("release: profile %s is infeasible: %s", prof.name, exc)
         return {**head, **_infeasible(prof, costs, str(exc))}
     manifest = result.manifest
-    verdicts = _static_verdicts(prof, manifest["params"], manifest["costs"]["macs_per_second"]["network"])
+    verdicts = budget_verdicts(prof, None, manifest["params"], manifest["costs"]["macs_per_second"]["network"])
     latency = None
     if bench:
         report = _bench(work / prof.name, prof, out / prof.name)
@@ -239,48 +229,27 @@ def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, cost
 
 def _bench(staged: Path, prof: Profile, final: Path) -> Any:
     """Benchmark the staged export under ``prof`` (a fresh process) and record it in its manifest."""
-    from s2g_deploy.export.pipeline import MODEL_FILE
     from s2g_deploy.runtime.bench import bench_model, record_in_manifest
 
     report = bench_model(staged, prof, write_manifest=False)
     # the manifest names where the files will be, not the staging directory they were measured in
-    report = replace(report, model=str(final / MODEL_FILE), export_dir=str(final))
+    report = replace(report, model=str(final / artifacts.MODEL_FILE), export_dir=str(final))
     record_in_manifest(staged, report)
     return report
 
 
-def _static_verdicts(prof: Profile, params: int, macs_per_second: float) -> dict[str, dict]:
-    """Budget verdicts without a benchmark: static budgets judged, latency ones left unmeasured (None)."""
-    b = prof.budgets
-    measured = {"max_params": params, "max_macs_per_second": macs_per_second}
-    verdicts = {}
-    for name, unit in {**STATIC_BUDGETS, **MEASURED_BUDGETS}.items():
-        limit = getattr(b, name)
-        if limit is None:
-            continue
-        value = measured.get(name)
-        verdicts[name] = {
-            "limit": limit,
-            "measured": value,
-            "passed": None if value is None else bool(value <= limit),
-            "unit": unit,
-            **({"statistic": b.latency_statistic} if name == "latency_ms" else {}),
-        }
-    return verdicts
-
-
 def _infeasible(prof: Profile, costs: Any, reason: str) -> dict:
     """Which static budget binds and what the cheapest subnet costs against each one."""
-    cheapest = {}
-    for name, cost_of in (("max_params", lambda e: e.params), ("max_macs_per_second", lambda e: e.macs_per_second)):
+    least = {}
+    for name in ("max_params", "max_macs_per_second"):
         limit = getattr(prof.budgets, name)
         if limit is None:
             continue
-        entry = min(costs.entries, key=lambda e: (cost_of(e), e.subnet.depth, e.subnet.width))
-        cheapest[name] = {"limit": limit, "subnet": str(entry.subnet), "cost": cost_of(entry)}
-    alone = [name for name, c in cheapest.items() if c["cost"] > c["limit"]]
-    verdicts = _static_verdicts(prof, None, None)
-    for name, c in cheapest.items():  # judged on the cheapest subnet: what shows which budget binds
+        entry, cost = cheapest(costs.entries, name)
+        least[name] = {"limit": limit, "subnet": str(entry.subnet), "cost": cost}
+    alone = [name for name, c in least.items() if c["cost"] > c["limit"]]
+    verdicts = budget_verdicts(prof, None, None, None)
+    for name, c in least.items():  # judged on the cheapest subnet: what shows which budget binds
         verdicts[name].update(measured=c["cost"], passed=c["cost"] <= c["limit"], of=f"cheapest subnet {c['subnet']}")
     nothing = ("directory", "subnet", "params", "macs_per_second", "macs_per_chunk", "quality", "selection")
     return {
@@ -292,7 +261,7 @@ def _infeasible(prof: Profile, costs: Any, reason: str) -> dict:
         "parity_max_abs": None,
         "notes": [],
         "files": None,
-        "infeasible": {"reason": reason, "binding": alone or list(cheapest), "cheapest": cheapest},
+        "infeasible": {"reason": reason, "binding": alone or list(least), "cheapest": least},
     }
 
 

@@ -21,44 +21,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from s2g_deploy.budgets import (
+    COST_NAMES,
+    MEASURED_BUDGETS,
+    UNITS,
+    Budgets,
+    cheapest,
+    combine,
+    has_measured_budget,
+    violations,
+)
 from s2g_deploy.cost import CostTable, subnet_costs
 from s2g_deploy.costcache import read_summary
 from s2g_deploy.errors import BudgetInfeasibleError, InputError, SubnetError
 from s2g_deploy.profiles import Profile
 from s2g_deploy.subnet import ElasticSpace, Subnet
 from s2g_deploy.units import format_size
-
-BUDGET_UNITS = {"max_params": "params", "max_macs_per_second": "MACs per second of audio"}
-PREDICTED_BUDGETS = ("latency_ms", "max_real_time_factor")  # judged by the latency model, when there is one
-
-
-@dataclass(frozen=True)
-class Budgets:
-    """Static budgets; None means no limit. MACs are network MACs per second of audio."""
-
-    max_params: int | None = None
-    max_macs_per_second: float | None = None
-
-    def __post_init__(self) -> None:
-        for name in BUDGET_UNITS:
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not value > 0 or not math.isfinite(value)):
-                raise InputError(f"budget {name} must be a positive number, got {value!r}")
-
-    def intersect(self, other: Budgets) -> Budgets:
-        """The tighter of each budget."""
-        return Budgets(*(_tighter(getattr(self, n), getattr(other, n)) for n in BUDGET_UNITS))
-
-    @classmethod
-    def of_profile(cls, profile: Profile) -> Budgets:
-        return cls(profile.budgets.max_params, profile.budgets.max_macs_per_second)
-
-    def to_dict(self) -> dict:
-        return {name: getattr(self, name) for name in BUDGET_UNITS}
-
-
-def _tighter(a: float | None, b: float | None) -> float | None:
-    return b if a is None else a if b is None else min(a, b)
 
 
 @dataclass(frozen=True)
@@ -170,23 +148,12 @@ def search(
     path = resolve_checkpoint(checkpoint_path)
     costs = subnet_costs(path)
     summary = read_summary(path)
-    combined, sources = _combine(budgets or Budgets(), profile)
+    combined, sources = combine(budgets or Budgets(), profile)
     chunk = profile.workload.chunk_seconds if profile else None
     quality, quality_note = _quality_at_workload(summary.quality, chunk)
     metric, rows = quality_rows(quality, summary.space, str(summary.path))
 
-    candidates = tuple(
-        Candidate(
-            subnet=e.subnet,
-            params=e.params,
-            macs_per_second=e.macs_per_second,
-            macs_per_chunk=costs.macs_per_chunk(e.subnet, chunk) if chunk is not None else None,
-            quality=rows[e.subnet][metric] if e.subnet in rows else None,
-            metrics=rows.get(e.subnet),
-            violates=_violations(e.params, e.macs_per_second, combined),
-        )
-        for e in costs.entries
-    )
+    candidates = _candidates(costs, metric, rows, combined, chunk)
     notes = [quality_note] if quality_note else []
     model = _latency_model(latency_model, path, profile)
     if model is not None:
@@ -199,34 +166,9 @@ def search(
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
         raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources, profile))
-
-    ranked = [c for c in feasible if c.quality is not None]
-    if ranked:
-        chosen = min(ranked, key=_by_quality)
-        fallback = False
-        better = [c for c in candidates if c.quality is not None and _by_quality(c) < _by_quality(chosen)]
-        unranked = [str(c.subnet) for c in feasible if c.quality is None]
-        if unranked:
-            notes.append(f"feasible subnets without a quality entry, not ranked: {', '.join(unranked)}")
-    else:
-        chosen = min(feasible, key=_by_size)
-        fallback = True
-        better = [c for c in candidates if _by_size(c) < _by_size(chosen)]
-        why = "has no quality table" if metric is None else "has no quality entry for any feasible subnet"
-        notes.append(f"fallback: the checkpoint {why}; chose the largest feasible subnet (most MACs)")
-    binding = _binding(better)
+    chosen, fallback, better = _choose(candidates, feasible, metric, notes)
     if profile is not None and model is None:
-        b = profile.budgets
-        if b.latency_ms is not None:
-            notes.append(
-                f"profile {profile.name!r}: latency {b.latency_statistic} <= {b.latency_ms:g} ms per "
-                f"{chunk:g} s chunk is a measured budget: s2g export measures it; "
-                f"`s2g calibrate --device {profile.name}` lets search predict it"
-            )
-        if b.max_real_time_factor is not None:
-            notes.append(
-                f"profile {profile.name!r}: real-time factor <= {b.max_real_time_factor:g} is a measured budget"
-            )
+        notes += _measured_budget_notes(profile)
     return SearchResult(
         checkpoint=str(summary.path),
         weights_sha256=summary.weights_sha256,
@@ -236,7 +178,7 @@ def search(
         metric=metric,
         chosen=chosen,
         fallback=fallback,
-        binding=binding,
+        binding=_binding(better),
         pareto=pareto_front(candidates),
         candidates=candidates,
         costs=costs,
@@ -245,11 +187,57 @@ def search(
     )
 
 
+def _candidates(costs: CostTable, metric: str | None, rows: Mapping, budgets: Budgets, chunk: float | None) -> tuple:
+    """Every subnet of the grid with its costs, quality and static-budget verdict, in grid order."""
+    return tuple(
+        Candidate(
+            subnet=e.subnet,
+            params=e.params,
+            macs_per_second=e.macs_per_second,
+            macs_per_chunk=costs.macs_per_chunk(e.subnet, chunk) if chunk is not None else None,
+            quality=rows[e.subnet][metric] if e.subnet in rows else None,
+            metrics=rows.get(e.subnet),
+            violates=violations(e.params, e.macs_per_second, budgets),
+        )
+        for e in costs.entries
+    )
+
+
+def _choose(candidates: tuple, feasible: list, metric: str | None, notes: list[str]) -> tuple[Candidate, bool, list]:
+    """(chosen, fallback, the candidates better than it): best quality, else the largest; notes appended."""
+    ranked = [c for c in feasible if c.quality is not None]
+    if ranked:
+        chosen = min(ranked, key=_by_quality)
+        better = [c for c in candidates if c.quality is not None and _by_quality(c) < _by_quality(chosen)]
+        unranked = [str(c.subnet) for c in feasible if c.quality is None]
+        if unranked:
+            notes.append(f"feasible subnets without a quality entry, not ranked: {', '.join(unranked)}")
+        return chosen, False, better
+    chosen = min(feasible, key=_by_size)
+    why = "has no quality table" if metric is None else "has no quality entry for any feasible subnet"
+    notes.append(f"fallback: the checkpoint {why}; chose the largest feasible subnet (most MACs)")
+    return chosen, True, [c for c in candidates if _by_size(c) < _by_size(chosen)]
+
+
+def _measured_budget_notes(profile: Profile) -> list[str]:
+    """What search says about a profile's measured budgets when it has no latency model to predict them."""
+    b, chunk, notes = profile.budgets, profile.workload.chunk_seconds, []
+    if b.latency_ms is not None:
+        notes.append(
+            f"profile {profile.name!r}: latency {b.latency_statistic} <= {b.latency_ms:g} ms per "
+            f"{chunk:g} s chunk is a measured budget: s2g export measures it; "
+            f"`s2g calibrate --device {profile.name}` lets search predict it"
+        )
+    if b.max_real_time_factor is not None:
+        notes.append(f"profile {profile.name!r}: real-time factor <= {b.max_real_time_factor:g} is a measured budget")
+    return notes
+
+
 def _latency_model(choice: Any, path, profile: Profile | None) -> Any:
     """The latency model to predict with: None without a profile with latency budgets or a cached model."""
     if choice is None or profile is None:
         return None
-    if profile.budgets.latency_ms is None and profile.budgets.max_real_time_factor is None:
+    if not has_measured_budget(profile.budgets):
         return None
     if choice != "cached":
         return choice
@@ -280,7 +268,7 @@ def _binding(better: list[Candidate]) -> tuple[str, ...]:
     """The budgets that keep a better subnet out: those that alone exclude one, else those that do jointly."""
     alone = {c.violates[0] for c in better if len(c.violates) == 1}
     jointly = {name for c in better for name in c.violates}
-    return tuple(name for name in (*BUDGET_UNITS, *PREDICTED_BUDGETS) if name in (alone or jointly))
+    return tuple(name for name in UNITS if name in (alone or jointly))
 
 
 def preference(c: Candidate) -> tuple:
@@ -299,36 +287,11 @@ def _by_size(c: Candidate) -> tuple:
     return (-c.macs_per_second, -c.params, c.subnet.depth, c.subnet.width)
 
 
-def _combine(budgets: Budgets, profile: Profile | None) -> tuple[Budgets, dict[str, str]]:
-    sources = {}
-    combined = budgets
-    for name in BUDGET_UNITS:
-        if getattr(budgets, name) is not None:
-            sources[name] = "explicit"
-    if profile is not None:
-        from_profile = Budgets.of_profile(profile)
-        combined = budgets.intersect(from_profile)
-        for name in BUDGET_UNITS:
-            mine, theirs = getattr(budgets, name), getattr(from_profile, name)
-            if theirs is not None and (mine is None or theirs < mine):
-                sources[name] = f"profile {profile.name!r}"
-    return combined, sources
-
-
-def _violations(params: int, macs_per_second: float, budgets: Budgets) -> tuple[str, ...]:
-    out = []
-    if budgets.max_params is not None and params > budgets.max_params:
-        out.append("max_params")
-    if budgets.max_macs_per_second is not None and macs_per_second > budgets.max_macs_per_second:
-        out.append("max_macs_per_second")
-    return tuple(out)
-
-
 def _infeasible_message(
     candidates: tuple[Candidate, ...], budgets: Budgets, sources: Mapping[str, str], profile: Profile | None = None
 ) -> str:
     """Name the budget no subnet meets and what the cheapest subnet costs against it."""
-    static_ok = [c for c in candidates if not set(c.violates) - set(PREDICTED_BUDGETS)]
+    static_ok = [c for c in candidates if not set(c.violates) - set(MEASURED_BUDGETS)]
     if static_ok and profile is not None:  # only the predicted latency excludes them
         fastest = min(static_ok, key=lambda c: c.predicted_latency_ms)
         b = profile.budgets
@@ -339,15 +302,14 @@ def _infeasible_message(
             f"{fastest.predicted_latency_ms:.2f} ms, plus the model's error as margin (s2g bench measures an export)"
         )
     parts = []
-    for name, cost_of in (("max_params", lambda c: c.params), ("max_macs_per_second", lambda c: c.macs_per_second)):
-        limit = getattr(budgets, name)
+    for name, limit in budgets.to_dict().items():
         if limit is None:
             continue
-        cheapest = min(candidates, key=lambda c: (cost_of(c), c.subnet.depth, c.subnet.width))
-        if cost_of(cheapest) > limit:
+        least, cost = cheapest(candidates, name)
+        if cost > limit:
             parts.append(
                 f"{name} = {format_size(limit)} ({sources[name]}) is below the cheapest subnet, "
-                f"{cheapest.subnet}, at {format_size(cost_of(cheapest))} {BUDGET_UNITS[name]}"
+                f"{least.subnet}, at {format_size(cost)} {COST_NAMES[name]}"
             )
     if parts:
         return "no subnet meets the budget: " + "; ".join(parts)

@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from s2g_deploy.artifacts import MANIFEST_FORMAT, Terminated, sha256_file
-from s2g_deploy.errors import InputError
+from s2g_deploy.errors import InputError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def read_model_info(path: Path) -> ModelInfo:
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:
-        raise InputError(f"{path}: not a readable ONNX model ({_first_line(exc)})") from None
+        raise InputError(f"{path}: not a readable ONNX model ({first_line(exc)})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if "s2g.sample_rate_hz" not in props or "s2g.io" not in props:
         raise InputError(f"{path}: not an s2g export (no s2g.sample_rate_hz / s2g.io metadata)")
@@ -162,7 +162,7 @@ class SoundFileSource:
         try:
             self._file = sf.SoundFile(str(path))
         except Exception as exc:  # soundfile raises LibsndfileError / RuntimeError / TypeError
-            raise InputError(f"{path}: cannot read audio ({_first_line(exc)})") from None
+            raise InputError(f"{path}: cannot read audio ({first_line(exc)})") from None
         self.frames, self.channels = self._file.frames, self._file.channels
         self.sample_rate_hz = self._file.samplerate
 
@@ -507,18 +507,7 @@ def separate_files(
     ``on_progress(done_frames, total_frames)`` as its output is written (frames at the input's rate),
     ``on_result(result)`` once its files are in place.
     """
-    if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
-        raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
-    if overlap_seconds is None:  # the default: 1 s, at most half a chunk (what s2g evaluate scores)
-        from s2g_deploy.quality import overlap_for
-
-        overlap_seconds = overlap_for(chunk_seconds)
-    elif not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
-        raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
-    if threads is not None and threads < 1:
-        raise InputError(f"--threads must be at least 1, got {threads}")
-    if not audio:
-        raise InputError("no audio files given")
+    overlap_seconds = _check_settings(chunk_seconds, overlap_seconds, threads, audio)
     info = read_model_info(resolve_model(model))
     jobs = _plan(info, [Path(a) for a in audio], Path(out), output_format, overwrite)
     session = _session(info.path, threads)
@@ -536,28 +525,53 @@ def separate_files(
                 on_start(job)
             started = time.perf_counter()
             chunks, clipped = _separate_one(job, run, chunk, overlap, output_format, overwrite, on_progress)
-            result = SeparationResult(
-                info.path,
-                job.input,
-                job.target,
-                job.residual,
-                job.sample_rate_hz,
-                model_sr,
-                job.resampled,
-                job.channels,
-                job.frames,
-                chunks,
-                chunk / model_sr,
-                overlap / model_sr,
-                time.perf_counter() - started,
-                output_format.container,
-                output_format.subtype,
-                clipped,
-            )
+            seconds = (chunk / model_sr, overlap / model_sr, time.perf_counter() - started)
+            result = _result(info, job, model_sr, chunks, seconds, output_format, clipped)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
+
+
+def _check_settings(chunk_seconds: float, overlap_seconds: float | None, threads: int | None, audio) -> float:
+    """Refuse bad settings before anything is read; returns the overlap in seconds (default: 1 s, at most
+    half a chunk, what s2g evaluate scores)."""
+    if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
+        raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
+    if overlap_seconds is None:
+        from s2g_deploy.quality import overlap_for
+
+        overlap_seconds = overlap_for(chunk_seconds)
+    elif not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds <= chunk_seconds / 2):
+        raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
+    if threads is not None and threads < 1:
+        raise InputError(f"--threads must be at least 1, got {threads}")
+    if not audio:
+        raise InputError("no audio files given")
+    return overlap_seconds
+
+
+def _result(info, job, model_sr: int, chunks: int, seconds: tuple, fmt, clipped: int) -> SeparationResult:
+    """``seconds``: (chunk, overlap, wall time)."""
+    chunk_s, overlap_s, wall_s = seconds
+    return SeparationResult(
+        info.path,
+        job.input,
+        job.target,
+        job.residual,
+        job.sample_rate_hz,
+        model_sr,
+        job.resampled,
+        job.channels,
+        job.frames,
+        chunks,
+        chunk_s,
+        overlap_s,
+        wall_s,
+        fmt.container,
+        fmt.subtype,
+        clipped,
+    )
 
 
 def _plan(info: ModelInfo, inputs: list[Path], out: Path, fmt: OutputFormat, overwrite: bool) -> list[SeparationJob]:
@@ -842,7 +856,7 @@ class _AudioWriter:
         self._raise_kept()
         if isinstance(exc, OSError):
             raise InputError(f"{self.final}: {_cause(exc)}") from None
-        raise InputError(f"{self.final}: {what} ({_first_line(exc)})") from None
+        raise InputError(f"{self.final}: {what} ({first_line(exc)})") from None
 
 
 def _place(staged: tuple[Path, ...], finals: tuple[Path, ...], overwrite: bool) -> None:
@@ -916,9 +930,4 @@ def _cause(exc: OSError) -> str:
         return exc.strerror
     if exc.errno:
         return os.strerror(exc.errno)
-    return _first_line(exc)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc)

@@ -78,15 +78,19 @@ def slice_state(
 
 
 def slice_subnet(supernet: ElasticBSRNN, subnet: Subnet) -> BSRNN:
-    """A dense :class:`BSRNN` computing what ``supernet`` computes at ``subnet``, with copied weights.
+    """A dense model (a :class:`BSRNN` for a BSRNN supernet) computing what ``supernet`` computes at
+    ``subnet``, with copied weights; any architecture of :mod:`s2g_deploy.models.registry`, by its rules.
 
     Raises :class:`~s2g_deploy.errors.SubnetError` (listing the valid subnets) for a subnet outside
     the supernet's elastic space.
     """
+    from s2g_deploy.models.registry import architecture_of
+
+    arch = architecture_of(supernet.config)
     supernet.space.check(subnet)
     with torch.no_grad():
-        config, weights = slice_state(dict(supernet.named_parameters()), supernet.config, subnet)
-        dense = BSRNN(config).to(next(supernet.parameters()).device)
+        config, weights = arch.load("slice_state")(dict(supernet.named_parameters()), supernet.config, subnet)
+        dense = arch.load("dense")(config).to(next(supernet.parameters()).device)
         # .clone().contiguous(): a saved view would drag its whole supernet storage along
         dense.load_state_dict({k: v.detach().clone().contiguous() for k, v in weights.items()}, strict=True)
     return dense.train(supernet.training)

@@ -71,7 +71,7 @@ def verify(path: str | os.PathLike, seed: int | None = None) -> VerifyReport:
 
     Raises :class:`InputError` if ``path`` is neither, :class:`VerificationError` listing every problem.
     """
-    from s2g_deploy.export.pipeline import single_threaded
+    from s2g_deploy.export.onnx import single_threaded
 
     path = Path(path)
     if not (is_release_dir(path) or is_export_dir(path)):
@@ -167,10 +167,10 @@ def _compare(directory, model_file, io, subnet, dense_sha, tolerance, avoid, see
     import onnxruntime as ort
     import torch
 
+    from s2g_deploy.artifacts import DENSE_FILE
     from s2g_deploy.checkpoint import load_checkpoint
     from s2g_deploy.export.onnx import exportable
     from s2g_deploy.export.parity import unit_noise
-    from s2g_deploy.export.pipeline import DENSE_FILE
     from s2g_deploy.models.bsrnn import stft
 
     dense = load_checkpoint(directory / DENSE_FILE)  # checks the weights against their recorded hash

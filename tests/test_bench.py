@@ -11,10 +11,11 @@ from typer.testing import CliRunner
 
 from s2g_deploy import api
 from s2g_deploy.artifacts import MANIFEST, SHA256SUMS
+from s2g_deploy.budgets import budget_verdicts
 from s2g_deploy.cli.app import app
 from s2g_deploy.errors import InputError
 from s2g_deploy.export import parity
-from s2g_deploy.runtime.bench import bench_model, budget_verdicts, latency_statistics
+from s2g_deploy.runtime.bench import bench_model, latency_statistics
 from s2g_deploy.runtime.measure import timing_loop
 from s2g_deploy.runtime.session import SessionSettings, build_session
 

@@ -7,11 +7,11 @@ import pytest
 from runtime_helpers import profile_toml, quick_profile, tiny_checkpoint
 from typer.testing import CliRunner
 
-from s2g_deploy import api
+from s2g_deploy import api, deploy
 from s2g_deploy.cli.app import app
-from s2g_deploy.errors import VerificationError
+from s2g_deploy.errors import InputError, VerificationError
 from s2g_deploy.export import parity
-from s2g_deploy.runtime import latency, select
+from s2g_deploy.runtime import latency
 from s2g_deploy.runtime.latency import FEATURES, Point, calibration_subnets, fit, mape
 from s2g_deploy.search import search
 from s2g_deploy.subnet import Subnet
@@ -168,7 +168,7 @@ def test_export_exits_4_when_every_candidate_misses(tiny_ckpt, tmp_path, monkeyp
     calls = _fake_measurements(monkeypatch, {"1x8": 2.9, "1x4": 2.7, "2x4": 4.0, "2x8": 5.0})
     result = runner.invoke(app, ["export", str(tiny_ckpt), "--profile", _toml(profile), "--out", str(tmp_path / "o")])
     assert result.exit_code == 4, result.output
-    assert len(calls) == select.MAX_ATTEMPTS and "closest miss 1x4" in result.stderr and "2.700" in result.stderr
+    assert len(calls) == deploy.MAX_ATTEMPTS and "closest miss 1x4" in result.stderr and "2.700" in result.stderr
     assert not (tmp_path / "o").exists()
     with pytest.raises(VerificationError):
         api.export(tiny_ckpt, profile=profile, out=tmp_path / "o")
@@ -192,3 +192,30 @@ def test_predicted_to_fit_allows_for_the_model_error(tiny_ckpt):
     assert latency.predicted_violations(exact, profile, cost) == (pytest.approx(2.0), ())
     unsure = replace(exact, mape_held_out=0.3)  # 2 ms * 1.3 > 2.5 ms: not safely inside
     assert latency.predicted_violations(unsure, profile, cost) == (pytest.approx(2.0), ("latency_ms",))
+
+
+def test_the_library_calibrates_only_when_asked(tiny_ckpt, tmp_path, monkeypatch):
+    profile = quick_profile(budgets={"latency_ms": 2.5, "latency_statistic": "p90"})  # no latency model cached
+    monkeypatch.setattr(latency, "calibrate", lambda *a, **k: pytest.fail("calibrated"))
+    with pytest.raises(InputError, match="no latency model"):
+        api.export(tiny_ckpt, profile=profile, out=tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_export_takes_its_measurer_and_parity_lengths(tiny_ckpt, tmp_path):
+    from s2g_deploy.export.pipeline import ExportOptions
+
+    profile = quick_profile(budgets={"latency_ms": 2.5, "latency_statistic": "p90"})
+    latency.store_model(_synthetic_model(tiny_ckpt, profile))  # 1x8 predicted 2 ms: the first candidate
+    seen = []
+
+    def measure(model, prof):
+        seen.append(model)
+        ms = {"p90": 2.2, "p50": 2.0}
+        budgets = {"latency_ms": {"limit": 2.5, "measured": 2.2, "passed": True, "statistic": "p90"}}
+        return SimpleNamespace(latency_ms=ms, budgets=budgets, to_dict=lambda samples=True: {"latency_ms": ms})
+
+    options = ExportOptions(tmp_path / "o", tiny_ckpt, profile=profile, parity_seconds=(0.3, 0.7, 1.3))
+    result = deploy.export(options, measure=measure)
+    assert result.subnet == Subnet(1, 8) and len(seen) == 1 and result.manifest["latency"]["measured_ms"] == 2.2
+    assert result.manifest["settings"]["parity_lengths_samples"] == [round(s * 16000) + 3 for s in (0.3, 0.7, 1.3)]

@@ -1,43 +1,31 @@
-"""The typer application and its global options. Commands live in one module each."""
+"""The ``s2g`` entry point: the root application (:mod:`s2g_deploy.cli.root`) with every command module
+registered on it. Commands live in one module each."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
 
-import typer
+from s2g_deploy.cli.root import app
 
-from s2g_deploy import __version__
+__all__ = ["app", "run"]
 
-app = typer.Typer(
-    name="s2g",
-    help="Turn one elastic (Subnetwork-to-go) BSRNN into device-sized dense models.",
-    no_args_is_help=True,
-    pretty_exceptions_show_locals=False,  # locals hold tensors
-    rich_markup_mode="rich",
+# One module per command (or command group), registered on `app` when imported, in this order: the order
+# of `s2g --help`. They import torch only when run.
+COMMAND_MODULES = (
+    "bench",
+    "data",
+    "env",
+    "export",
+    "separate",
+    "inspect",
+    "models",
+    "profiles",
+    "release",
+    "search",
+    "train",
 )
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"s2g_deploy {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
-    ] = False,
-) -> None:
-    """Turn one elastic (Subnetwork-to-go) BSRNN into device-sized dense models."""
-
-
-def _register() -> None:
-    # Importing the command modules registers them on `app`; they import torch only when run.
-    from s2g_deploy.cli import bench, data, env, export, inspect, models, profiles, release, search, train  # noqa: F401
-
-
-_register()
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"s2g_deploy.cli.{_name}")
 
 
 def run() -> None:

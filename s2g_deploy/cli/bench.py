@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, esc, handles_errors, progress, stdout
+from s2g_deploy.cli.root import app
 
 _SHORT = {"onnx": "onnxruntime", "torch_dense": "torch dense", "torch_supernet": "torch supernet (masked)"}
 _DEVICE = typer.Option("--device", "-d", help="Device profile: a shipped name (`s2g profiles list`) or a .toml path.")
@@ -37,23 +37,10 @@ def bench(
     its workload (chunk, batch) and protocol (warm-up, timed runs, minimum duration). Exit code 2 if the
     provider is not installed. Results of an export directory go into its manifest.json.
     """
-    from s2g_deploy.errors import InputError
-    from s2g_deploy.profiles import load_profile
-    from s2g_deploy.runtime.bench import measure_model as run
-    from s2g_deploy.runtime.bench import read_model, record_in_manifest, with_compare
+    from s2g_deploy import api
 
-    if compare is not None and compare not in ("torch",):
-        raise InputError(f"--compare must be 'torch', got {compare!r}")
-    prof = load_profile(device)
-    facts = read_model(model)
     with progress(verbose):
-        report = run(facts, prof)
-        if compare:
-            from s2g_deploy.runtime.compare import compare_torch
-
-            report = with_compare(report, compare_torch(facts, prof, checkpoint))
-        if not no_manifest and facts.export_dir is not None:
-            record_in_manifest(facts.export_dir, report)
+        report = api.bench(model, device, write_manifest=not no_manifest, compare=compare, checkpoint=checkpoint)
     if json_:
         emit_json(report.to_dict())
         return
@@ -144,16 +131,11 @@ def calibrate(
     The model (cached per profile, machine and supernet) lets `s2g search` and `s2g export` predict a
     subnet's latency; its accuracy is the mean absolute percentage error on subnets it was not fitted on.
     """
-    from s2g_deploy.errors import InputError
-    from s2g_deploy.profiles import load_profile
+    from s2g_deploy import api
     from s2g_deploy.runtime.latency import cache_path
-    from s2g_deploy.runtime.latency import calibrate as run
 
-    if io not in ("waveform", "spectrogram"):
-        raise InputError(f"--io must be waveform or spectrogram, got {io!r}")
-    prof = load_profile(device)
     with progress(verbose):
-        model = run(checkpoint, prof, io, repeats=repeats)
+        model = api.calibrate(checkpoint, profile=device, io=io, repeats=repeats)
     if json_:
         emit_json({**model.to_dict(), "cache_file": str(cache_path(model))})
         return

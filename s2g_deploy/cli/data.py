@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, handles_errors, stderr, stdout
+from s2g_deploy.cli.root import app
 
 data_app = typer.Typer(
     name="data",
@@ -42,13 +42,13 @@ def render(
     """
     import time
 
+    from s2g_deploy import api
     from s2g_deploy.data.render import RenderRequest
-    from s2g_deploy.data.render import render as run
 
     request = RenderRequest(out, tracks, seconds, sample_rate, soundfont, seed, split, jobs, overwrite)
     started = time.perf_counter()
     with _progress(tracks) as on_track:
-        result = run(request, on_track)
+        result = api.render_data(request, on_track)
     wall = time.perf_counter() - started
     if json_:
         emit_json(

@@ -2,29 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 # variables that change how many threads torch and onnxruntime use, hence every timing
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "S2G_CACHE_DIR")
-
-
-def report() -> dict:
-    """:func:`s2g_deploy.environment.environment` plus torch's thread settings and the thread variables."""
-    import torch
-
-    from s2g_deploy.environment import environment
-
-    return {
-        **environment(),
-        "torch_threads": {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
-        "variables": {name: os.environ.get(name) for name in THREAD_VARIABLES},
-    }
 
 
 @app.command()
@@ -33,7 +19,9 @@ def env(
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
     """Print versions, onnxruntime providers, CPU, platform and thread settings (paste into bug reports)."""
-    document = report()
+    from s2g_deploy import api
+
+    document = api.environment(THREAD_VARIABLES)
     if json_:
         emit_json(document)
         return

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 
 @app.command()
@@ -41,7 +41,7 @@ def slice_(
 ) -> None:
     """Cut one subnet out of a supernet as a dense model with its own weights."""
     from s2g_deploy import api
-    from s2g_deploy.models.bsrnn import count_params
+    from s2g_deploy.models.config import count_params
 
     meta = api.slice_to_file(checkpoint, subnet, out)
     if json_:

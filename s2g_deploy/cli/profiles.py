@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 profiles_app = typer.Typer(
     name="profiles",
@@ -27,13 +27,10 @@ def list_(
     """List the shipped profiles, smallest MAC budget first."""
     from rich.table import Table
 
-    from s2g_deploy.profiles import load_profile, shipped_profiles
+    from s2g_deploy import api
     from s2g_deploy.units import format_size
 
-    profiles = sorted(
-        (load_profile(name) for name in shipped_profiles()),
-        key=lambda p: (p.budgets.max_macs_per_second is None, p.budgets.max_macs_per_second or 0, p.name),
-    )
+    profiles = api.profiles()
     if json_:
         emit_json([p.to_dict() for p in profiles])
         return
@@ -61,9 +58,9 @@ def show(
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
     """Show every field of one profile."""
-    from s2g_deploy.profiles import load_profile
+    from s2g_deploy import api
 
-    profile = load_profile(name)
+    profile = api.profile(name)
     if json_:
         emit_json(profile.to_dict())
         return
@@ -77,11 +74,11 @@ def validate(
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
     """Check a profile file; lists every problem with its key path (exit code 2) or says it is valid."""
+    from s2g_deploy import api
     from s2g_deploy.errors import ProfileError
-    from s2g_deploy.profiles import read_profile
 
     try:
-        profile = read_profile(file)
+        profile = api.validate_profile(file)
     except ProfileError as exc:
         if json_:  # the problems as data too; the message still goes to stderr and the exit code is 2
             emit_json({"valid": False, "file": str(file), "problems": list(exc.problems) or [str(exc)]})

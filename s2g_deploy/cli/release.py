@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, esc, handles_errors, progress, stdout
+from s2g_deploy.cli.root import app
 
 
 @app.command()
@@ -41,10 +41,10 @@ def release(
     on any machine. A profile no subnet satisfies is reported and the rest are built; the exit code is
     then 3 (4 if a benchmarked model missed a latency budget here) unless --allow-infeasible.
     """
-    from s2g_deploy.release import build_release
+    from s2g_deploy import api
 
     with progress(verbose):
-        result = build_release(
+        result = api.release(
             checkpoint, profiles, out, bench=bench, allow_infeasible=allow_infeasible, overwrite=overwrite
         )
     if json_:
@@ -98,10 +98,10 @@ def verify(
 
     Exit code 4, naming every problem, if anything does not match.
     """
+    from s2g_deploy import api
     from s2g_deploy.verify import describe
-    from s2g_deploy.verify import verify as _verify
 
-    report = _verify(path, seed)
+    report = api.verify(path, seed)
     if json_:
         emit_json(report.to_dict())
         return

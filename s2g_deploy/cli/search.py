@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, esc, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 
 @app.command()
@@ -32,18 +32,10 @@ def search(
 
     A profile's budgets and explicit ones combine, the tighter winning. Exit code 3 when no subnet fits.
     """
-    # Not api.search: api imports torch (2 s), and a warm search must not (benchmarks/search_speed.py).
-    from s2g_deploy.profiles import load_profile
-    from s2g_deploy.search import Budgets
-    from s2g_deploy.search import search as run_search
-    from s2g_deploy.units import parse_size
+    from s2g_deploy import api  # torch-free: a warm search must not import torch (benchmarks/search_speed.py)
+    from s2g_deploy.budgets import Budgets
 
-    budgets = Budgets(
-        max_params=parse_size(budget_params, "--budget-params") if budget_params is not None else None,
-        max_macs_per_second=parse_size(budget_macs, "--budget-macs") if budget_macs is not None else None,
-    )
-    prof = load_profile(profile) if profile is not None else None
-    result = run_search(checkpoint, budgets, prof)
+    result = api.search(checkpoint, budgets=Budgets.from_sizes(budget_macs, budget_params), profile=profile)
     if json_:
         emit_json(result.to_dict())
         return

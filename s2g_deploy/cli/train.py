@@ -8,8 +8,8 @@ from typing import Annotated
 
 import typer
 
-from s2g_deploy.cli.app import app
 from s2g_deploy.cli.output import emit_json, handles_errors, stdout
+from s2g_deploy.cli.root import app
 
 
 @app.command()
@@ -74,9 +74,9 @@ def train(
     import os
 
     torch_threads = _resolve_threads(threads)  # before the first torch import: OpenMP reads its policy once
+    from s2g_deploy import api
     from s2g_deploy.subnet import Subnet
     from s2g_deploy.train.loop import TrainConfig
-    from s2g_deploy.train.loop import train as run
     from s2g_deploy.train.recipe import resolve_recipe
 
     overrides = {
@@ -113,7 +113,7 @@ def train(
         resume=resume,
         command=_replay_command(ctx),
     )
-    result = run(config)
+    result = api.train(config)
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 reports: one result, one JSON document
         return
     doc = {
@@ -236,22 +236,19 @@ def evaluate(
     Each --chunk-seconds X scores the model cut into chunks exactly as `s2g separate --chunk-seconds X`
     cuts it (overlap min(1 s, X/2), linear cross-fade), the way a device running X-second chunks hears it.
     """
-    from s2g_deploy.bundled import resolve_checkpoint
+    from s2g_deploy import api
     from s2g_deploy.cli.output import progress
-    from s2g_deploy.train.evaluate import evaluate as run
 
-    if checkpoint is None and out is None and not in_place:
-        out = Path("supernet.evaluated.safetensors")  # never write into the installed package
     with progress(False):
-        result = run(
-            resolve_checkpoint(checkpoint),
+        result = api.evaluate(
+            checkpoint,
             data,
-            items,
-            seconds,
-            target,
-            out,
-            in_place,
-            chunk_seconds=tuple(chunk_seconds or ()),
+            items=items,
+            seconds=seconds,
+            target=target,
+            out=out,
+            in_place=in_place,
+            chunk_seconds=chunk_seconds or (),
             timbre_data=timbre_data,
         )
     if json_:

@@ -5,5 +5,18 @@
 * :mod:`~s2g_deploy.export.parity`: the parity certificate (supernet, dense, ONNX, simplified ONNX)
 * :mod:`~s2g_deploy.export.graph_macs`: an independent MAC count on the ONNX graph
 * :mod:`~s2g_deploy.export.describe`: ONNX metadata and the model card
-* :mod:`~s2g_deploy.export.pipeline`: all of it end to end, behind ``s2g_deploy.api.export``
+* :mod:`~s2g_deploy.export.pipeline`: the stages of one export, which :mod:`s2g_deploy.deploy` calls
+
+This package module itself is torch-free: it names the I/O contracts an export can have.
 """
+
+from s2g_deploy.errors import InputError
+
+IO_MODES = ("waveform", "spectrogram")  # samples in and out (STFT in the graph), or the mask network only
+
+
+def check_io(io: str) -> str:
+    """``io`` if it names an I/O contract; else :class:`InputError` (exit 2)."""
+    if io not in IO_MODES:
+        raise InputError(f"--io must be one of {', '.join(IO_MODES)}, got {io!r}")
+    return io

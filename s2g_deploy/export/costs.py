@@ -13,7 +13,8 @@ from typing import Any
 from s2g_deploy.errors import VerificationError
 from s2g_deploy.export.graph_macs import GraphMacs, count_graph_macs
 from s2g_deploy.export.stft import stft_macs
-from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig, count_params
+from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig
+from s2g_deploy.models.registry import architecture_of
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def export_costs(dense: BSRNN, io: str, model_bytes: bytes, count_samples: int, 
         "model": {**model, "samples": count_samples},
         "graph": graph.to_dict(),
         "graph_vs_model": agreement,
-        "params": count_params(config),
+        "params": architecture_of(config).count_params(config),
         "not_counted": "norms, activations, element-wise ops (complex mask multiply, iSTFT normalisation)",
     }
     chunk_seconds = getattr(getattr(prof, "workload", None), "chunk_seconds", None)

@@ -44,7 +44,7 @@ def metadata_props(facts: dict[str, Any]) -> dict[str, str]:
         "model_author": AUTHOR,
         "model_license": LICENSE,
         "s2g.metadata_version": METADATA_VERSION,
-        "s2g.architecture": "bsrnn",
+        "s2g.architecture": facts["architecture"],
         "s2g.subnet": facts["subnet"],
         "s2g.params": str(facts["params"]),
         "s2g.io": _json(facts["io"]),
@@ -89,20 +89,15 @@ def with_metadata(model_bytes: bytes, facts: dict[str, Any]) -> bytes:
     del model.metadata_props[:]
     onnx.helper.set_model_props(model, metadata_props(facts))
     model.doc_string = _summary(facts)
-    model.graph.name = f"bsrnn_{facts['subnet']}"
+    model.graph.name = f"{facts['architecture']}_{facts['subnet']}"
     model.model_version = 1
     return model.SerializeToString()
-
-
-def read_metadata(model) -> dict[str, str]:
-    """``metadata_props`` of a loaded ``onnx.ModelProto`` as a dict."""
-    return {p.key: p.value for p in model.metadata_props}
 
 
 def _summary(facts: dict) -> str:
     io = facts["io"]
     return (
-        f"BSRNN subnet {facts['subnet']} ({facts['params']:,} params) exported by s2g_deploy: "
+        f"{_title(facts)} subnet {facts['subnet']} ({facts['params']:,} params) exported by s2g_deploy: "
         f"{io['input']['name']} {io['input']['shape']} -> {io['output']['name']} {io['output']['shape']} "
         f"at {facts['sample_rate_hz']} Hz"
     )
@@ -122,14 +117,17 @@ def _fmt(n: float) -> str:
 
 def model_card(facts: dict[str, Any]) -> str:
     """``model_card.md``: what the model is, how to run it, what it costs, and the evidence."""
-    io, costs, parity, stft = facts["io"], facts["costs"], facts["parity"], facts["stft"]
-    mps = costs["macs_per_second"]
-    sr = facts["sample_rate_hz"]
-    waveform = io["io"] == "waveform"
+    sections = (_card_io, _card_usage, _card_cost, _card_verification, _card_quality, _card_provenance)
+    return "\n".join(line for section in sections for line in section(facts))
+
+
+def _card_io(facts: dict[str, Any]) -> list[str]:
+    io, stft, sr = facts["io"], facts["stft"], facts["sample_rate_hz"]
     lines = [
-        f"# BSRNN subnet {facts['subnet']}",
+        f"# {_title(facts)} subnet {facts['subnet']}",
         "",
-        f"A dense band-split RNN cut out of an elastic (Subnetwork-to-go) supernet by s2g_deploy and exported "
+        f"A dense {_architecture(facts).description} cut out of an elastic (Subnetwork-to-go) supernet by "
+        f"s2g_deploy and exported "
         f"to ONNX (opset {facts['opset']}). It separates one target source from a mono mixture at {sr} Hz.",
         "",
         "## Input and output",
@@ -140,29 +138,34 @@ def model_card(facts: dict[str, Any]) -> str:
         f"| output | `{io['output']['name']}` | {_shape(io['output']['shape'])} | float32 |",
         "",
     ]
-    if waveform:
-        lines += [
+    if io["io"] == "waveform":
+        return [
+            *lines,
             f"Mono waveforms at {sr} Hz, any batch size and any length of at least one sample; the output has "
             "the input's length. The STFT and inverse STFT are inside the graph. Stereo: put the channels in "
             "the batch axis. `s2g separate model.onnx song.wav --out stems/` runs it on a WAV file of any "
             "length in overlapping chunks.",
         ]
-    else:
-        lines += [
-            "A complex spectrogram in, a complex mask out (last axis: real, imaginary). Multiply the mask with "
-            "the spectrogram (complex product) and invert with the matching iSTFT. The STFT must be exactly:",
-            "",
-            f"    {stft['torch']}",
-            "",
-            "and the iSTFT `torch.istft` with the same window, `center=True` and `length=` the input length.",
-        ]
-    lines += [
+    return [
+        *lines,
+        "A complex spectrogram in, a complex mask out (last axis: real, imaginary). Multiply the mask with "
+        "the spectrogram (complex product) and invert with the matching iSTFT. The STFT must be exactly:",
+        "",
+        f"    {stft['torch']}",
+        "",
+        "and the iSTFT `torch.istft` with the same window, `center=True` and `length=` the input length.",
+    ]
+
+
+def _card_usage(facts: dict[str, Any]) -> list[str]:
+    io, sr = facts["io"], facts["sample_rate_hz"]
+    lines = [
         "",
         "```python",
         "import numpy as np, onnxruntime as ort",
         'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
     ]
-    if waveform:
+    if io["io"] == "waveform":
         lines += [
             f"mixture = np.zeros((1, {sr}), np.float32)  # (batch, samples), {sr} Hz",
             f'target = session.run(None, {{"{io["input"]["name"]}": mixture}})[0]  # same shape',
@@ -172,8 +175,14 @@ def model_card(facts: dict[str, Any]) -> str:
             "spectrogram = ...  # (batch, bins, frames, 2) float32, the STFT above",
             f'mask = session.run(None, {{"{io["input"]["name"]}": spectrogram}})[0]',
         ]
-    lines += [
-        "```",
+    return [*lines, "```"]
+
+
+def _card_cost(facts: dict[str, Any]) -> list[str]:
+    costs = facts["costs"]
+    mps = costs["macs_per_second"]
+    waveform = facts["io"]["io"] == "waveform"
+    return [
         "",
         "## Size and cost",
         "",
@@ -184,6 +193,12 @@ def model_card(facts: dict[str, Any]) -> str:
         f"- An independent count of the exported graph's MatMul/Gemm/Conv/ConvTranspose/LSTM nodes agrees "
         f"within {100 * costs['graph_vs_model']:.2f}%.",
         f"- Not counted: {costs['not_counted']}.",
+    ]
+
+
+def _card_verification(facts: dict[str, Any]) -> list[str]:
+    parity, sr = facts["parity"], facts["sample_rate_hz"]
+    return [
         "",
         "## Verification",
         "",
@@ -194,17 +209,23 @@ def model_card(facts: dict[str, Any]) -> str:
         "",
         f"| stage | max abs error vs {parity.reference} | relative |",
         "| --- | --- | --- |",
+        *(f"| {s.stage} | {s.max_abs:.1e} | {s.max_rel:.1e} |" for s in parity.stages),
     ]
-    lines += [f"| {s.stage} | {s.max_abs:.1e} | {s.max_rel:.1e} |" for s in parity.stages]
-    lines += ["", "## Quality", ""]
-    lines += _quality_lines(facts["quality"], facts["subnet"])
+
+
+def _card_quality(facts: dict[str, Any]) -> list[str]:
+    lines = ["", "## Quality", "", *_quality_lines(facts["quality"], facts["subnet"])]
     training = facts.get("training") or {}
     lines += ["", "## Training data and limits", ""]
-    lines += _limits_lines(training.get("data_description"), sr)
+    lines += _limits_lines(training.get("data_description"), facts["sample_rate_hz"])
     if training:
         simple = {k: v for k, v in training.items() if isinstance(v, str | int | float | bool)}
         lines += ["", f"Training: {', '.join(f'{k}={v}' for k, v in simple.items())}."]
-    lines += [
+    return lines
+
+
+def _card_provenance(facts: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## Provenance",
         "",
@@ -215,7 +236,8 @@ def model_card(facts: dict[str, Any]) -> str:
     if facts["profile"]:
         lines.append(f"- Device profile: `{facts['profile']}`")
     lines.append("- Tools: " + ", ".join(f"{k} {v}" for k, v in facts["versions"].items()))
-    lines += [
+    return [
+        *lines,
         "",
         "## Files",
         "",
@@ -224,7 +246,16 @@ def model_card(facts: dict[str, Any]) -> str:
         "`SHA256SUMS` (check with `sha256sum -c SHA256SUMS`).",
         "",
     ]
-    return "\n".join(lines)
+
+
+def _architecture(facts: dict[str, Any]) -> Any:
+    from s2g_deploy.models.registry import get_architecture
+
+    return get_architecture(facts["architecture"])
+
+
+def _title(facts: dict[str, Any]) -> str:
+    return _architecture(facts).title
 
 
 def _shape(shape: list) -> str:

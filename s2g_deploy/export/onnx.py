@@ -14,20 +14,38 @@ claims, :mod:`s2g_deploy.export.parity` runs the file at lengths other than the 
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from s2g_deploy.export import IO_MODES
 from s2g_deploy.export.stft import ConvISTFT, ConvSTFT
 from s2g_deploy.models.bsrnn import BSRNN, complex_multiply
 
-IO_MODES = ("waveform", "spectrogram")
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 11, 20  # all export and run (checked); the TorchScript exporter stops at 20
 BATCH, SAMPLES, FRAMES = "batch", "samples", "frames"  # names of the dynamic axes
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch on one thread, restoring the setting afterwards.
+
+    Export runs small matrices (an LSTM step of a subnet is a few hundred MACs per row): threads buy
+    nothing, and on a loaded 2-core machine OpenMP's spinning workers made one forward pass 300x
+    slower (9 s instead of 25 ms, measured while a training job ran).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)

@@ -26,22 +26,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from s2g_deploy.errors import VerificationError
+from s2g_deploy.errors import VerificationError, first_line
 from s2g_deploy.export.onnx import exportable
 from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig, complex_multiply, istft, stft
 
 TOLERANCE_ABS = 1e-4
 SIGNALS = ("noise", "music")
-STAGES = ("supernet", "dense_torch", "onnx", "onnx_simplified")
 
 
 PARITY_SECONDS = (0.5, 3.0, 10.0)
 
 
-def default_lengths(sample_rate_hz: int, trace_samples: int) -> tuple[int, ...]:
-    """:data:`PARITY_SECONDS` in samples, each nudged off a multiple of 8 (and off the traced length)."""
+def default_lengths(
+    sample_rate_hz: int, trace_samples: int, seconds_list: tuple[float, ...] | None = None
+) -> tuple[int, ...]:
+    """``seconds_list`` (default :data:`PARITY_SECONDS`) in samples, each nudged off a multiple of 8 (and
+    off the traced length)."""
     lengths = []
-    for seconds in PARITY_SECONDS:
+    for seconds in PARITY_SECONDS if seconds_list is None else seconds_list:
         n = round(seconds * sample_rate_hz) + 3
         lengths.append(n + 2 if n == trace_samples else n)
     return tuple(lengths)
@@ -176,7 +178,7 @@ def certify(
             try:
                 y = np.asarray(run(x), dtype=np.float64)
             except Exception as exc:
-                raise StageFailure(f"stage {name} failed at {n} samples: {_first_line(exc)}") from exc
+                raise StageFailure(f"stage {name} failed at {n} samples: {first_line(exc, 300)}") from exc
             if y.shape != x.shape:
                 raise StageFailure(f"stage {name} returned shape {list(y.shape)} for input {list(x.shape)}")
             outputs.append(y)
@@ -201,11 +203,6 @@ def certify(
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
     d = np.abs(a - b)
     return float(d.max()) if np.isfinite(d).all() else math.inf
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else type(exc).__name__
 
 
 # --- the implementations compared ------------------------------------------------------------------

@@ -1,7 +1,10 @@
-"""``s2g export`` end to end: select, slice, export, simplify, verify, describe, commit.
+"""Export one already chosen subnet, as named stages: validate, load, slice, export, parity, costs, manifest, commit.
 
-Every check that can refuse the job (arguments, output directory, checkpoint, subnet) runs before
-any file is written; all files go to a staging directory that becomes the output only at the end
+Choosing the subnet (search, the latency model, measuring and retrying) is :mod:`s2g_deploy.deploy`'s
+job, which calls the stages here; nothing here calls back up. Every check that can refuse the job
+(:func:`validate`: arguments, output directory, checkpoint header, subnet) runs before any weight is
+loaded or file written; the checkpoint is loaded once (:func:`load`) and handed down; all files go to
+a staging directory (:func:`stage`) that becomes the output only at :meth:`Staged.commit`
 (:mod:`s2g_deploy.artifacts`).
 """
 
@@ -13,17 +16,17 @@ import logging
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from s2g_deploy.artifacts import (
+    CARD_FILE,
+    DENSE_FILE,
     MANIFEST,
     MANIFEST_FORMAT,
+    MODEL_FILE,
     SHA256SUMS,
     StagedDirectory,
     check_target,
@@ -32,17 +35,17 @@ from s2g_deploy.artifacts import (
     write_json,
     write_sha256sums,
 )
-from s2g_deploy.checkpoint import CheckpointMeta, library_versions, load_checkpoint, read_meta, save_checkpoint
+from s2g_deploy.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from s2g_deploy.errors import InputError, VerificationError
-from s2g_deploy.export import describe
+from s2g_deploy.export import check_io, describe
 from s2g_deploy.export.costs import export_costs
 from s2g_deploy.export.onnx import (
     DEFAULT_OPSET,
-    IO_MODES,
     MAX_OPSET,
     MIN_OPSET,
     io_spec,
     simplify,
+    single_threaded,
     to_onnx,
 )
 from s2g_deploy.export.parity import (
@@ -54,18 +57,61 @@ from s2g_deploy.export.parity import (
     default_lengths,
     parity_stages,
 )
-from s2g_deploy.models.bsrnn import count_params
-from s2g_deploy.models.elastic import ElasticBSRNN
+from s2g_deploy.models.registry import architecture_of
 from s2g_deploy.quality import restrict, subnet_quality
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
 
+__all__ = ["CARD_FILE", "DENSE_FILE", "MODEL_FILE", "ExportResult", "single_threaded"]
+
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "model.onnx"
-DENSE_FILE = "dense.safetensors"
-CARD_FILE = "model_card.md"
 FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What ``s2g export`` is asked for (see ``api.export``): the one argument list of an export."""
+
+    out: str | os.PathLike
+    checkpoint: str | os.PathLike | None = None
+    subnet: Subnet | str | None = None
+    budgets: Any = None  # s2g_deploy.budgets.Budgets
+    profile: Any = None  # a shipped name, a TOML path or a loaded Profile
+    io: str = "waveform"
+    overwrite: bool = False
+    opset: int | None = None
+    measure_latency: bool = True
+    calibrate: bool = False  # a profile's latency budgets: calibrate this machine's latency model if it has none
+    parity_seconds: tuple[float, ...] | None = None  # the lengths parity runs at (default: parity.PARITY_SECONDS)
+
+
+@dataclass(frozen=True)
+class ExportJob:
+    """An export whose inputs have been checked: nothing that can refuse it is left but the weights."""
+
+    options: ExportOptions
+    out: Path
+    checkpoint: Path
+    meta: CheckpointMeta  # read from the header: no weights loaded yet
+    profile: Any  # a loaded Profile, or None
+    subnet: Subnet | None  # explicit; None: to be chosen
+    opset: int
+    notes: tuple[str, ...]
+    started: float = field(default_factory=time.perf_counter)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, in the manifest
+
+    @property
+    def io(self) -> str:
+        return self.options.io
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The subnet to export and the manifest's ``selection`` record of how it was chosen."""
+
+    subnet: Subnet
+    selection: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -93,257 +139,57 @@ class ExportResult:
         }
 
 
-@contextlib.contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch on one thread, restoring the setting afterwards.
-
-    Export runs small matrices (an LSTM step of a subnet is a few hundred MACs per row): threads buy
-    nothing, and on a loaded 2-core machine OpenMP's spinning workers made one forward pass 300x
-    slower (9 s instead of 25 ms, measured while a training job ran).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+# --- validate ----------------------------------------------------------------------------------------
 
 
-def run_export(
-    checkpoint: str | os.PathLike | None,
-    *,
-    subnet: Subnet | str | None,
-    budgets: Any,
-    profile: Any,
-    out: str | os.PathLike,
-    io: str,
-    overwrite: bool,
-    opset: int | None,
-    measure_latency: bool = True,
-) -> ExportResult:
-    """Export one subnet (see ``api.export``).
-
-    With ``measure_latency`` and a searched subnet under a profile with latency budgets, the choice is
-    latency-aware (:mod:`s2g_deploy.runtime.select`): predicted, exported, measured, retried on a miss.
-    Without it, those budgets are recorded as unverified, as search notes them.
-    """
-    with single_threaded():
-        prof = _load_profile(profile) if profile is not None else None
-        if measure_latency and subnet is None and prof is not None:
-            from s2g_deploy.runtime.select import has_latency_budget, latency_aware_export
-
-            if has_latency_budget(prof):
-
-                def export_one(chosen: tuple, before_commit) -> ExportResult:
-                    return _run_export(
-                        checkpoint, None, budgets, prof, out, io, overwrite, opset, chosen, before_commit
-                    )
-
-                return latency_aware_export(export_one, checkpoint, budgets, prof, io=io, out=out, overwrite=overwrite)
-        unverified = ()
-        if prof is not None and (prof.budgets.latency_ms is not None or prof.budgets.max_real_time_factor is not None):
-            why = "--no-measure-latency" if not measure_latency else "an explicit --subnet"
-            unverified = (
-                f"latency budgets of profile {prof.name!r} UNVERIFIED: not measured ({why}); "
-                f"run `s2g bench DIR --device {prof.name}` on the device",
-            )
-        return _run_export(checkpoint, subnet, budgets, prof, out, io, overwrite, opset, extra_notes=unverified)
-
-
-def _run_export(
-    checkpoint, subnet, budgets, profile, out, io, overwrite, opset, chosen=None, before_commit=None, extra_notes=()
-) -> ExportResult:
-    """``chosen``: (subnet, selection record) already selected; ``before_commit(work, out)``: measures the
-    staged files and returns extra manifest keys, or raises to discard them."""
-    started = time.perf_counter()
-    timings: dict[str, float] = {}
-
-    # --- everything that can refuse the job, before any file is written --------------------------
-    if io not in IO_MODES:
-        raise InputError(f"--io must be one of {', '.join(IO_MODES)}, got {io!r}")
-    if opset is not None:
-        _check_opset(opset, "--opset")
-    if isinstance(subnet, str):
-        subnet = Subnet.parse(subnet)
-    if subnet is not None and (budgets is not None or profile is not None):
+def validate(options: ExportOptions, profile: Any = None, extra_notes: tuple[str, ...] = ()) -> ExportJob:
+    """Every refusal that needs no weights, in the order a user meets them; ``profile``: already loaded."""
+    check_io(options.io)
+    if options.opset is not None:
+        _check_opset(options.opset, "--opset")
+    subnet = Subnet.parse(options.subnet) if isinstance(options.subnet, str) else options.subnet
+    if subnet is not None and (options.budgets is not None or options.profile is not None):
         raise InputError("give either --subnet or budgets/--profile, not both")
-    out = check_target(out, overwrite)
-
+    out = check_target(options.out, options.overwrite)
     from s2g_deploy.bundled import resolve_checkpoint
 
-    ckpt_path = resolve_checkpoint(checkpoint)
+    ckpt_path = resolve_checkpoint(options.checkpoint)
     meta = read_meta(ckpt_path)  # fast: a bad file fails here, before search or loading weights
-    prof = _load_profile(profile) if profile is not None else None
+    prof = profile if profile is not None else load_profile(options.profile)
     runtime = getattr(prof, "runtime", None)
+    opset = options.opset
     if opset is None:
         opset = _check_opset(getattr(runtime, "opset", None) or DEFAULT_OPSET, f"profile {prof and prof.name!r} opset")
-    notes: list[str] = list(extra_notes)
+    notes = list(extra_notes)
     for note in extra_notes:
         log.warning("%s", note)
     precision = getattr(runtime, "precision", "fp32")
     if precision != "fp32":  # said out loud, never silently: quantization is a separate step
         notes.append(f"profile {prof.name!r} runs {precision}; this export is fp32 and must be quantized separately")
         log.warning("%s", notes[-1])
-    selection: dict[str, Any] = {"method": "explicit"}
+    _check_selection(ckpt_path, meta, subnet, options.budgets, prof)
+    return ExportJob(options, out, ckpt_path, meta, prof, subnet, opset, tuple(notes))
+
+
+def _check_selection(ckpt_path: Path, meta: CheckpointMeta, subnet, budgets, prof) -> None:
     if meta.kind == "dense":
-        own = meta.subnet or Subnet(meta.config.num_blocks, meta.config.feature_dim)
+        own = dense_subnet(meta)
         if budgets is not None or prof is not None:
             raise InputError(f"{ckpt_path}: is a dense subnet ({own}); budgets and profiles need a supernet")
         if subnet is not None and subnet != own:
             raise InputError(f"{ckpt_path}: is the dense subnet {own}; it cannot give {subnet}")
-        subnet, selection = own, {"method": "dense checkpoint"}
     elif subnet is None:
         if budgets is None and prof is None:
             raise InputError(
                 "say what to export: --subnet DEPTHxWIDTH, a budget (--budget-macs, --budget-params) or --profile"
             )
-        t = time.perf_counter()
-        subnet, selection = chosen if chosen is not None else _search(ckpt_path, budgets, prof)
-        timings["search"] = time.perf_counter() - t
     else:
         meta.space.check(subnet)  # before loading any weights
-    t = time.perf_counter()
-    ckpt = load_checkpoint(ckpt_path)
-    timings["load_checkpoint"] = time.perf_counter() - t
-    if isinstance(ckpt.model, ElasticBSRNN):
-        supernet, parent_sha = ckpt.model, ckpt.meta.weights_sha256
-        dense = slice_subnet(supernet, subnet).eval()
-    else:
-        supernet, parent_sha, dense = None, ckpt.meta.parent_sha256, ckpt.model.eval()
-    config = dense.config
-    sr = config.sample_rate_hz
-    trace_samples = sr + 5  # 1 s, off the hop grid; parity runs at other lengths
-    lengths = default_lengths(sr, trace_samples)
-    quality = subnet_quality(ckpt.meta.quality, str(subnet), prof.workload.chunk_seconds if prof else None)
-
-    with StagedDirectory(out, overwrite) as staging:
-        work = staging.path
-        # --- the dense weights, for PyTorch users ---------------------------------------------
-        dense_meta = save_checkpoint(
-            work / DENSE_FILE,
-            dense,
-            CheckpointMeta(
-                config,
-                subnet=subnet,
-                parent_sha256=parent_sha,
-                training=ckpt.meta.training,
-                quality=restrict(ckpt.meta.quality, str(subnet)),
-            ),
-        )
-        # --- export and simplify --------------------------------------------------------------
-        log.info("exporting %s (%s, opset %d)", subnet, io, opset)
-        t = time.perf_counter()
-        raw = to_onnx(dense, io, opset, trace_samples)
-        timings["export"] = time.perf_counter() - t
-        log.info("simplifying with onnxsim")
-        t = time.perf_counter()
-        simplified, simplify_info = simplify(raw, io, config.n_bins)
-        timings["simplify"] = time.perf_counter() - t
-        # --- parity certificate ---------------------------------------------------------------
-        log.info("verifying parity at %s", ", ".join(f"{n / sr:.2f} s" for n in lengths))
-        t = time.perf_counter()
-        stages = parity_stages(supernet, subnet, dense, io, raw, simplified)
-        try:
-            parity = certify(stages, lengths, sr, trace_samples)
-        except StageFailure as exc:
-            raise VerificationError(f"parity failed: {exc}") from None
-        timings["parity"] = time.perf_counter() - t
-        if not parity.passed:
-            raise VerificationError(f"parity failed: {parity.summary()}")
-        # --- costs: the cost model and an independent count on the graph ----------------------
-        t = time.perf_counter()
-        from s2g_deploy.cost import COUNTED_SECONDS  # per-second figures use the cost model's convention
-
-        count_samples = round(COUNTED_SECONDS * sr)
-        costs = export_costs(dense, io, simplified, count_samples, prof)
-        timings["costs"] = time.perf_counter() - t
-        # --- describe ---------------------------------------------------------------------------
-        facts = {
-            "subnet": str(subnet),
-            "params": count_params(config),
-            "io": io_spec(io, config.n_bins).to_dict(),
-            "sample_rate_hz": sr,
-            "stft": describe.stft_settings(config),
-            "opset": opset,
-            "costs": costs,
-            "parity": parity,
-            "quality": quality,
-            "supernet_weights_sha256": parent_sha,
-            "checkpoint_file_sha256": sha256_file(ckpt_path),
-            "dense_weights_sha256": dense_meta.weights_sha256,
-            "profile": getattr(prof, "name", None),
-            "versions": _versions(),
-            "training": dict(ckpt.meta.training),
-        }
-        final = describe.with_metadata(simplified, facts)
-        check_final(final, io, config, stages[0][1], parity.tolerance_abs, lengths[0])
-        (work / MODEL_FILE).write_bytes(final)
-        card = describe.model_card(facts)
-        (work / CARD_FILE).write_text(card, encoding="utf-8")
-        timings["total"] = time.perf_counter() - started
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": FORMAT_VERSION,
-            "created_utc": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
-            "inputs": {
-                "checkpoint": str(ckpt_path),
-                "checkpoint_kind": ckpt.meta.kind,
-                "subnet": str(subnet) if selection["method"] == "explicit" else None,
-                "budgets": _jsonable(budgets),
-                "profile": getattr(prof, "name", None) if prof is not None else None,
-                "io": io,
-                "opset": opset,
-            },
-            "settings": {
-                "exporter": "torch.onnx.export(dynamo=False)",
-                "precision": "fp32",
-                "opset": opset,
-                "io": io,
-                "trace_samples": trace_samples,
-                "simplifier": "onnxsim",
-                "simplify": simplify_info,
-                "parity_lengths_samples": list(lengths),
-                "tolerance_abs": TOLERANCE_ABS,
-                "macs_counted_on_samples": count_samples,
-            },
-            "model": {"file": MODEL_FILE, **facts["io"], "sample_rate_hz": sr, "stft": facts["stft"]},
-            "subnet": str(subnet),
-            "selection": selection,
-            "params": facts["params"],
-            "costs": costs,
-            "parity": parity.to_dict(),
-            "quality": quality,
-            "profile": facts["profile"],
-            "training": facts["training"],
-            "notes": notes,
-            "versions": facts["versions"],
-            "hashes": {
-                "supernet_weights_sha256": parent_sha,
-                "checkpoint_file_sha256": facts["checkpoint_file_sha256"],
-                "dense_weights_sha256": dense_meta.weights_sha256,
-                "files": {n: sha256_file(work / n) for n in (MODEL_FILE, DENSE_FILE, CARD_FILE)},
-            },
-            "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        }
-        if before_commit is not None:
-            manifest.update(before_commit(work, out))
-        write_json(work / MANIFEST, manifest)
-        write_sha256sums(work)
-        if verify_sha256sums(work):
-            raise VerificationError(f"{SHA256SUMS} does not match the files just written")
-        staging.commit()
-    log.info("wrote %s in %.1f s", out, time.perf_counter() - started)
-    paths = {
-        "model": out / MODEL_FILE,
-        "manifest": out / MANIFEST,
-        "model_card": out / CARD_FILE,
-        "sha256sums": out / SHA256SUMS,
-        "dense_checkpoint": out / DENSE_FILE,
-    }
-    return ExportResult(out, subnet, paths, parity, costs, manifest)
 
 
-# --- selection ---------------------------------------------------------------------------------------
+def dense_subnet(meta: CheckpointMeta) -> Subnet:
+    """The subnet a dense checkpoint holds."""
+    return meta.subnet or Subnet(meta.config.num_blocks, meta.config.feature_dim)
 
 
 def _check_opset(opset: Any, what: str) -> int:
@@ -352,67 +198,230 @@ def _check_opset(opset: Any, what: str) -> int:
     return opset
 
 
-def _load_profile(profile: Any) -> Any:
-    if not isinstance(profile, str | os.PathLike):
-        return profile  # already a Profile
+def load_profile(profile: Any) -> Any:
+    """A loaded profile from a name, a TOML path or a loaded one; None stays None."""
+    if profile is None or not isinstance(profile, str | os.PathLike):
+        return profile
+    from s2g_deploy.profiles import load_profile as _load
+
+    return _load(profile)
+
+
+# --- load and slice ----------------------------------------------------------------------------------
+
+
+def load(job: ExportJob) -> Checkpoint:
+    """The job's checkpoint with its weights: loaded once per command and handed to every stage."""
+    t = time.perf_counter()
+    ckpt = load_checkpoint(job.checkpoint)
+    job.timings["load_checkpoint"] = time.perf_counter() - t
+    return ckpt
+
+
+def slice_dense(ckpt: Checkpoint, subnet: Subnet) -> tuple[Any, str, Any]:
+    """(supernet or None, the supernet's weights hash, the dense model) for ``subnet`` of ``ckpt``."""
+    if ckpt.meta.kind == "supernet":
+        return ckpt.model, ckpt.meta.weights_sha256, slice_subnet(ckpt.model, subnet).eval()
+    return None, ckpt.meta.parent_sha256, ckpt.model.eval()
+
+
+# --- the staged export ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Staged:
+    """An export written into its staging directory, manifest not yet written: :meth:`commit` finishes it."""
+
+    job: ExportJob
+    staging: StagedDirectory
+    subnet: Subnet
+    parity: ParityReport
+    costs: dict[str, Any]
+    manifest: dict[str, Any]
+
+    @property
+    def work(self) -> Path:
+        return self.staging.path
+
+    def commit(self, extra: Mapping[str, Any] | None = None) -> ExportResult:
+        """Write the manifest (plus ``extra`` keys) and SHA256SUMS, check them, and move the directory into place."""
+        manifest = {**self.manifest, **(extra or {})}
+        write_json(self.work / MANIFEST, manifest)
+        write_sha256sums(self.work)
+        if verify_sha256sums(self.work):
+            raise VerificationError(f"{SHA256SUMS} does not match the files just written")
+        self.staging.commit()
+        out = self.job.out
+        log.info("wrote %s in %.1f s", out, time.perf_counter() - self.job.started)
+        paths = {
+            "model": out / MODEL_FILE,
+            "manifest": out / MANIFEST,
+            "model_card": out / CARD_FILE,
+            "sha256sums": out / SHA256SUMS,
+            "dense_checkpoint": out / DENSE_FILE,
+        }
+        return ExportResult(out, self.subnet, paths, self.parity, self.costs, manifest)
+
+
+@contextlib.contextmanager
+def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
+    """Slice, export, verify and describe ``choice`` into a staging directory; discarded unless committed."""
+    subnet = choice.subnet
+    supernet, parent_sha, dense = slice_dense(ckpt, subnet)
+    config = dense.config
+    trace_samples = config.sample_rate_hz + 5  # 1 s, off the hop grid; parity runs at other lengths
+    lengths = default_lengths(config.sample_rate_hz, trace_samples, job.options.parity_seconds)
+    with StagedDirectory(job.out, job.options.overwrite) as staging:
+        work = staging.path
+        dense_sha = write_dense(work / DENSE_FILE, dense, subnet, parent_sha, ckpt.meta)
+        raw, simplified, simplify_info = export_onnx(job, dense, subnet, trace_samples)
+        parity, stages = verify_parity(job, supernet, subnet, dense, raw, simplified, lengths, trace_samples)
+        costs, count_samples = count_costs(job, dense, simplified)
+        facts = {
+            "subnet": str(subnet),
+            "params": architecture_of(config).count_params(config),
+            "architecture": ckpt.meta.architecture,
+            "io": io_spec(job.io, config.n_bins).to_dict(),
+            "sample_rate_hz": config.sample_rate_hz,
+            "stft": describe.stft_settings(config),
+            "opset": job.opset,
+            "costs": costs,
+            "parity": parity,
+            "quality": subnet_quality(ckpt.meta.quality, str(subnet), _chunk_seconds(job.profile)),
+            "supernet_weights_sha256": parent_sha,
+            "checkpoint_file_sha256": sha256_file(job.checkpoint),
+            "dense_weights_sha256": dense_sha,
+            "profile": getattr(job.profile, "name", None),
+            "versions": export_versions(),
+            "training": dict(ckpt.meta.training),
+        }
+        final = describe.with_metadata(simplified, facts)
+        check_final(final, job.io, config, stages[0][1], parity.tolerance_abs, lengths[0])
+        (work / MODEL_FILE).write_bytes(final)
+        (work / CARD_FILE).write_text(describe.model_card(facts), encoding="utf-8")
+        job.timings["total"] = time.perf_counter() - job.started
+        settings = _settings(job, trace_samples, simplify_info, lengths, count_samples)
+        manifest = build_manifest(job, ckpt, choice, facts, settings, work)
+        yield Staged(job, staging, subnet, parity, costs, manifest)
+
+
+def _chunk_seconds(profile: Any) -> float | None:
+    return profile.workload.chunk_seconds if profile else None
+
+
+def write_dense(path: Path, dense: Any, subnet: Subnet, parent_sha: str, meta: CheckpointMeta) -> str:
+    """The dense weights, for PyTorch users; returns their weights hash."""
+    dense_meta = CheckpointMeta(
+        dense.config,
+        subnet=subnet,
+        parent_sha256=parent_sha,
+        training=meta.training,
+        quality=restrict(meta.quality, str(subnet)),
+    )
+    return save_checkpoint(path, dense, dense_meta).weights_sha256
+
+
+def export_onnx(job: ExportJob, dense: Any, subnet: Subnet, trace_samples: int) -> tuple[bytes, bytes, dict]:
+    """(exported, simplified, what onnxsim did)."""
+    log.info("exporting %s (%s, opset %d)", subnet, job.io, job.opset)
+    t = time.perf_counter()
+    raw = to_onnx(dense, job.io, job.opset, trace_samples)
+    job.timings["export"] = time.perf_counter() - t
+    log.info("simplifying with onnxsim")
+    t = time.perf_counter()
+    simplified, simplify_info = simplify(raw, job.io, dense.config.n_bins)
+    job.timings["simplify"] = time.perf_counter() - t
+    return raw, simplified, simplify_info
+
+
+def verify_parity(job, supernet, subnet, dense, raw, simplified, lengths, trace_samples) -> tuple[ParityReport, Any]:
+    """The parity certificate at every stage; raises :class:`VerificationError` (exit 4) when it fails."""
+    sr = dense.config.sample_rate_hz
+    log.info("verifying parity at %s", ", ".join(f"{n / sr:.2f} s" for n in lengths))
+    t = time.perf_counter()
+    stages = parity_stages(supernet, subnet, dense, job.io, raw, simplified)
     try:
-        from s2g_deploy.profiles import load_profile
-    except ImportError:
-        raise InputError("--profile needs s2g_deploy.profiles, which this installation lacks") from None
-    return load_profile(profile)
+        parity = certify(stages, lengths, sr, trace_samples)
+    except StageFailure as exc:
+        raise VerificationError(f"parity failed: {exc}") from None
+    job.timings["parity"] = time.perf_counter() - t
+    if not parity.passed:
+        raise VerificationError(f"parity failed: {parity.summary()}")
+    return parity, stages
 
 
-def _search(ckpt_path: Path, budgets: Any, prof: Any) -> tuple[Subnet, dict]:
-    try:
-        from s2g_deploy.search import search
-    except ImportError:
-        raise InputError("budgets need s2g_deploy.search, which this installation lacks; pass --subnet") from None
-    log.info("searching for the best subnet within the budgets")
-    result = search(ckpt_path, budgets, prof, latency_model=None)  # latency budgets: runtime.select measures
-    return result.chosen.subnet, selection_record(result, prof)
+def count_costs(job: ExportJob, dense: Any, simplified: bytes) -> tuple[dict, int]:
+    """The cost model's figures and an independent count on the graph; (costs, samples counted on)."""
+    from s2g_deploy.cost import COUNTED_SECONDS  # per-second figures use the cost model's convention
+
+    t = time.perf_counter()
+    count_samples = round(COUNTED_SECONDS * dense.config.sample_rate_hz)
+    costs = export_costs(dense, job.io, simplified, count_samples, job.profile)
+    job.timings["costs"] = time.perf_counter() - t
+    return costs, count_samples
 
 
-def selection_record(result: Any, prof: Any, chosen: Any = None) -> dict:
-    """The manifest's ``selection``: how ``chosen`` (default: the search's own choice) was found."""
-    chosen = chosen or result.chosen
+# --- the manifest ----------------------------------------------------------------------------------------
+
+
+def _settings(job: ExportJob, trace_samples: int, simplify_info: dict, lengths, count_samples: int) -> dict:
     return {
-        "method": "search",
-        "budgets": result.budgets.to_dict(),  # profile and explicit combined, the tighter of each
-        "budget_sources": dict(result.budget_sources),
-        "profile": getattr(prof, "name", None),
-        "metric": result.metric,
-        "chosen": chosen.to_dict(),
-        "fallback": result.fallback,
-        "binding": list(result.binding),
-        "notes": list(result.notes),
+        "exporter": "torch.onnx.export(dynamo=False)",
+        "precision": "fp32",
+        "opset": job.opset,
+        "io": job.io,
+        "trace_samples": trace_samples,
+        "simplifier": "onnxsim",
+        "simplify": simplify_info,
+        "parity_lengths_samples": list(lengths),
+        "tolerance_abs": TOLERANCE_ABS,
+        "macs_counted_on_samples": count_samples,
     }
 
 
-# --- parity stages -------------------------------------------------------------------------------
+def build_manifest(job: ExportJob, ckpt: Checkpoint, choice: Choice, facts: dict, settings: dict, work: Path) -> dict:
+    """``manifest.json`` of the staged files in ``work``."""
+    options, parity = job.options, facts["parity"]
+    return {
+        "format": MANIFEST_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_utc": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
+        "inputs": {
+            "checkpoint": str(job.checkpoint),
+            "checkpoint_kind": ckpt.meta.kind,
+            "subnet": facts["subnet"] if choice.selection["method"] == "explicit" else None,
+            "budgets": options.budgets.to_dict() if options.budgets is not None else None,
+            "profile": facts["profile"],
+            "io": job.io,
+            "opset": job.opset,
+        },
+        "settings": settings,
+        "model": {"file": MODEL_FILE, **facts["io"], "sample_rate_hz": facts["sample_rate_hz"], "stft": facts["stft"]},
+        "subnet": facts["subnet"],
+        "selection": dict(choice.selection),
+        "params": facts["params"],
+        "costs": facts["costs"],
+        "parity": parity.to_dict(),
+        "quality": facts["quality"],
+        "profile": facts["profile"],
+        "training": facts["training"],
+        "notes": list(job.notes),
+        "versions": facts["versions"],
+        "hashes": {
+            "supernet_weights_sha256": facts["supernet_weights_sha256"],
+            "checkpoint_file_sha256": facts["checkpoint_file_sha256"],
+            "dense_weights_sha256": facts["dense_weights_sha256"],
+            "files": {n: sha256_file(work / n) for n in (MODEL_FILE, DENSE_FILE, CARD_FILE)},
+        },
+        "timings_s": {k: round(v, 3) for k, v in job.timings.items()},
+    }
 
 
-def _versions() -> dict[str, str]:
-    import onnx
-    import onnxruntime
-    import onnxsim
+def export_versions() -> dict[str, str]:
+    """The libraries an export depends on, as the manifest and the ONNX metadata record them."""
+    from s2g_deploy.environment import versions
 
     return {
-        **library_versions(),
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-        "onnxsim": str(onnxsim.__version__).lstrip("v"),
-        "numpy": np.__version__,
+        **versions("s2g_deploy", "torch", "safetensors", "onnx", "onnxruntime", "onnxsim", "numpy"),
         "python": platform.python_version(),
     }
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if hasattr(value, "__dataclass_fields__"):
-        import dataclasses
-
-        return dataclasses.asdict(value)
-    return str(value)

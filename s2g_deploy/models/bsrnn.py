@@ -10,80 +10,13 @@ H LSTM hidden units per direction, M mask hidden units.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from s2g_deploy.models.config import BSRNNConfig, count_params
 
-@dataclass(frozen=True)
-class BSRNNConfig:
-    """Hyper-parameters of one dense BSRNN.
-
-    ``lstm_hidden`` (H = 2N) and ``mask_hidden`` (M = 4N) are tied to ``feature_dim`` as in the paper,
-    so width is a single number and a subnet of width n has H = 2n and M = 4n.
-    """
-
-    sample_rate_hz: int
-    n_fft: int
-    hop_length: int
-    band_widths: tuple[int, ...]  # bins per band, low to high; sums to n_fft // 2 + 1
-    feature_dim: int  # N
-    num_blocks: int  # L
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "band_widths", tuple(int(w) for w in self.band_widths))
-        problems = []
-        if self.sample_rate_hz <= 0:
-            problems.append(f"sample_rate_hz must be positive, got {self.sample_rate_hz}")
-        if self.n_fft < 2 or self.hop_length < 1 or self.hop_length > self.n_fft:
-            problems.append(f"need 2 <= n_fft and 1 <= hop_length <= n_fft, got {self.n_fft}/{self.hop_length}")
-        if any(w < 1 for w in self.band_widths) or sum(self.band_widths) != self.n_bins:
-            problems.append(
-                f"band_widths must be positive and sum to n_fft // 2 + 1 = {self.n_bins}, "
-                f"got {len(self.band_widths)} bands summing to {sum(self.band_widths)}"
-            )
-        if self.feature_dim < 1 or self.num_blocks < 1:
-            problems.append(f"need feature_dim >= 1 and num_blocks >= 1, got {self.feature_dim}/{self.num_blocks}")
-        if problems:
-            raise ValueError("invalid BSRNN config: " + "; ".join(problems))
-
-    @property
-    def n_bins(self) -> int:
-        return self.n_fft // 2 + 1
-
-    @property
-    def n_bands(self) -> int:
-        return len(self.band_widths)
-
-    @property
-    def lstm_hidden(self) -> int:
-        return 2 * self.feature_dim
-
-    @property
-    def mask_hidden(self) -> int:
-        return 4 * self.feature_dim
-
-    def frames(self, n_samples: int) -> int:
-        """STFT frames for an input of ``n_samples`` samples (centred, zero-padded)."""
-        return 1 + n_samples // self.hop_length
-
-    def with_size(self, feature_dim: int, num_blocks: int) -> BSRNNConfig:
-        return dataclasses.replace(self, feature_dim=feature_dim, num_blocks=num_blocks)
-
-    def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "band_widths": list(self.band_widths)}
-
-    @classmethod
-    def from_dict(cls, data: dict) -> BSRNNConfig:
-        fields = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - fields)
-        missing = sorted(fields - set(data))
-        if unknown or missing:
-            raise ValueError(f"BSRNN config: unknown keys {unknown}, missing keys {missing}")
-        return cls(**data)
+__all__ = ["BSRNN", "BSRNNConfig", "complex_multiply", "count_params", "istft", "stft"]
 
 
 def group_norm_channels_last(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
@@ -224,16 +157,3 @@ def istft(spec: torch.Tensor, config: BSRNNConfig, length: int) -> torch.Tensor:
         center=True,
         length=length,
     )
-
-
-def count_params(config: BSRNNConfig) -> int:
-    """Closed-form parameter count of a dense BSRNN (checked against ``sum(p.numel())`` in tests)."""
-    n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
-    bins, K = config.n_bins, config.n_bands
-    # band split: GroupNorm(2G) affine 2*2G, Linear(2G, N) with bias, summed over bands
-    band_split = 4 * bins + 2 * bins * n + K * n
-    # one residual BLSTM: GroupNorm(N) + 2 directions x (4H (N + H) weights + 8H biases) + Linear(2H, N)
-    residual = 2 * n + 2 * (4 * h * (n + h) + 8 * h) + (2 * h * n + n)
-    # mask estimation: per band GroupNorm(N) + Linear(N, M) + Linear(M, 4G), summed over bands
-    mask = K * (2 * n + n * m + m) + 4 * bins * m + 4 * bins
-    return band_split + L * 2 * residual + mask

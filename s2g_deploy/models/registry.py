@@ -1,14 +1,90 @@
-"""Named architecture presets: the paper's size, small ones for a laptop CPU, and a tiny one for tests."""
+"""The architectures this toolkit serves, and the named BSRNN presets (the paper's size, small ones for a
+laptop CPU, a tiny one for tests).
+
+One :class:`Architecture` per architecture name, the name a checkpoint records: its config class, its
+dense and supernet classes, the slicing rules, and the closed forms of parameters and MACs. Checkpoint,
+slicing, costs, export and the model card look it up here. Adding an architecture is one module in
+``models/`` (config with ``from_dict``/``to_dict``/``with_size``, a dense network with ``mask(spec)``
+and ``forward(wav)``, a supernet with ``forward(wav, subnet)`` and ``space``, ``slice_state``) plus one
+:func:`register` call. Torch-free: classes and functions may be given as ``"module:name"`` and are
+imported when first used.
+"""
 
 from __future__ import annotations
 
+import importlib
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from s2g_deploy.models.bsrnn import BSRNNConfig
+from s2g_deploy.models.config import BSRNNConfig, count_params, macs_per_frame
 from s2g_deploy.subnet import ElasticSpace
 
 ARCHITECTURE = "bsrnn"
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """One architecture: what every layer needs to know about it."""
+
+    name: str  # as checkpoints record it
+    title: str  # as the model card names it, e.g. "BSRNN"
+    config: type  # from_dict, to_dict, with_size(feature_dim, num_blocks), sample_rate_hz, n_fft, hop_length, n_bins
+    dense: Any  # the dense network class (or "module:name")
+    supernet: Any  # the elastic supernet class, (config, space) -> module (or "module:name")
+    slice_state: Any  # (state, full config, subnet) -> (subnet config, sliced state) (or "module:name")
+    count_params: Callable[[Any], int]  # closed form, from a config
+    macs_per_frame: Callable[[Any], int]  # closed-form network MACs per STFT frame, from a config
+    description: str = "network"  # what the model card calls it: "a dense <description> cut out of ..."
+
+    def load(self, part: str) -> Any:
+        """``dense``, ``supernet`` or ``slice_state``, imported if it was given by name."""
+        ref = getattr(self, part)
+        if isinstance(ref, str):
+            module, _, name = ref.partition(":")
+            return getattr(importlib.import_module(module), name)
+        return ref
+
+
+_ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register(arch: Architecture) -> Architecture:
+    """Make ``arch`` known by its name (a second registration of a name replaces the first)."""
+    _ARCHITECTURES[arch.name] = arch
+    return arch
+
+
+def get_architecture(name: str) -> Architecture:
+    """The architecture a checkpoint names; ValueError for one this installation does not know."""
+    if name not in _ARCHITECTURES:
+        raise ValueError(f"unknown architecture {name!r} (this version knows {', '.join(map(repr, _ARCHITECTURES))})")
+    return _ARCHITECTURES[name]
+
+
+def architecture_of(config: Any) -> Architecture:
+    """The architecture whose config class ``config`` (or a model's ``.config``) is."""
+    config = getattr(config, "config", config)
+    for arch in _ARCHITECTURES.values():
+        if type(config) is arch.config:
+            return arch
+    raise ValueError(f"no registered architecture has the config class {type(config).__name__}")
+
+
+register(
+    Architecture(
+        name=ARCHITECTURE,
+        title="BSRNN",
+        config=BSRNNConfig,
+        dense="s2g_deploy.models.bsrnn:BSRNN",
+        supernet="s2g_deploy.models.elastic:ElasticBSRNN",
+        slice_state="s2g_deploy.slicing:slice_state",
+        count_params=count_params,
+        macs_per_frame=macs_per_frame,
+        description="band-split RNN",
+    )
+)
 
 
 def band_widths_from_hz(sample_rate_hz: int, n_fft: int, splits: list[tuple[float, float]]) -> tuple[int, ...]:

@@ -23,71 +23,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from s2g_deploy.budgets import budget_verdicts
 from s2g_deploy.errors import InputError
 from s2g_deploy.profiles import Profile, load_profile
-from s2g_deploy.runtime.measure import measure
+from s2g_deploy.runtime.compare import compare_torch
+from s2g_deploy.runtime.measure import job_for, latency_statistics, measure
 from s2g_deploy.runtime.session import SessionSettings
 
 log = logging.getLogger(__name__)
 
-STATISTICS = ("first", "mean", "std", "min", "p50", "p90", "p99", "max")
 _QUANTIZED_OPS = {"DynamicQuantizeLinear", "MatMulInteger", "DynamicQuantizeLSTM", "QLinearMatMul", "ConvInteger"}
-
-
-def latency_statistics(first_ms: float, samples_ms: Sequence[float]) -> dict[str, float]:
-    """First-run latency and mean, std, min, p50, p90, p99, max of ``samples_ms`` (all in ms)."""
-    import numpy as np
-
-    if not samples_ms:
-        raise ValueError("no timed runs to summarise")
-    x = np.asarray(samples_ms, dtype=np.float64)
-    p50, p90, p99 = np.percentile(x, [50, 90, 99])
-    return {
-        "first": float(first_ms),
-        "mean": float(x.mean()),
-        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
-        "min": float(x.min()),
-        "p50": float(p50),
-        "p90": float(p90),
-        "p99": float(p99),
-        "max": float(x.max()),
-    }
-
-
-def budget_verdicts(
-    profile: Profile, latency_ms: Mapping[str, float], params: int | None, macs_per_second: float | None
-) -> dict[str, dict]:
-    """``{budget: {"limit", "measured", "passed", "unit"}}`` for each budget the profile sets.
-
-    The real-time factor is judged at the latency budget's statistic (else the headline one); a static
-    budget the model's metadata cannot answer gets ``measured`` and ``passed`` None.
-    """
-    b = profile.budgets
-    audio_s = profile.workload.chunk_seconds * profile.workload.batch
-    rtf_statistic = b.latency_statistic or profile.measurement.statistic
-    rows = {
-        "max_params": (b.max_params, params, "params", None),
-        "max_macs_per_second": (b.max_macs_per_second, macs_per_second, "network MACs per second of audio", None),
-        "latency_ms": (b.latency_ms, latency_ms.get(b.latency_statistic or ""), "ms per run", b.latency_statistic),
-        "max_real_time_factor": (
-            b.max_real_time_factor,
-            latency_ms[rtf_statistic] / 1000 / audio_s,
-            "processing time / audio time",
-            rtf_statistic,
-        ),
-    }
-    verdicts = {}
-    for name, (limit, measured, unit, statistic) in rows.items():
-        if limit is None:
-            continue
-        verdicts[name] = {
-            "limit": limit,
-            "measured": measured,
-            "passed": None if measured is None else bool(measured <= limit),
-            "unit": unit,
-            **({"statistic": statistic} if statistic else {}),
-        }
-    return verdicts
 
 
 @dataclass(frozen=True)
@@ -213,18 +158,32 @@ class BenchReport:
         return document
 
 
+COMPARE = ("torch",)  # what ``compare`` may name: other implementations of the same subnet
+
+
 def bench_model(
-    model: str | os.PathLike, profile: Profile | str | os.PathLike, *, write_manifest: bool = True
+    model: str | os.PathLike,
+    profile: Profile | str | os.PathLike,
+    *,
+    write_manifest: bool = True,
+    compare: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> BenchReport:
     """Benchmark ``model`` (``.onnx`` or export directory) as ``profile`` runs it, in a child process.
 
-    With ``write_manifest`` and a model inside an export directory, the summary (without raw samples)
-    goes into its ``manifest.json`` under ``bench.<profile>``, and ``SHA256SUMS`` is rewritten to match.
+    ``compare="torch"`` also measures the dense PyTorch subnet and the supernet at it
+    (:mod:`s2g_deploy.runtime.compare`; ``checkpoint``: the supernet, default: found). With
+    ``write_manifest`` and a model inside an export directory, the summary (without raw samples) goes
+    into its ``manifest.json`` under ``bench.<profile>``, and ``SHA256SUMS`` is rewritten to match.
     Raises :class:`InputError` (exit 2) for a bad model or profile or a provider that is not installed.
     """
+    if compare is not None and compare not in COMPARE:
+        raise InputError(f"--compare must be 'torch', got {compare!r}")
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     facts = read_model(model)
     report = measure_model(facts, prof)
+    if compare:
+        report = with_compare(report, compare_torch(facts, prof, checkpoint))
     if write_manifest and facts.export_dir is not None:
         record_in_manifest(facts.export_dir, report)
     return report
@@ -249,17 +208,7 @@ def measure_model(facts: ModelFacts, profile: Profile) -> BenchReport:
         )
         log.warning("%s", notes[-1])
     shape = facts.input_for(profile.workload.chunk_seconds, profile.workload.batch)
-    m = profile.measurement
-    job = {
-        "kind": "onnx",
-        "model": str(facts.path),
-        "input_shape": shape,
-        "session": settings.to_dict(),
-        "warmup_runs": m.warmup_runs,
-        "timed_runs": m.timed_runs,
-        "min_duration_s": m.min_duration_s,
-        "seed": 0,
-    }
+    job = job_for("onnx", facts.path, shape, profile)
     # the subnet, not the path: during export and release the file still sits in a staging directory
     what = f"subnet {facts.subnet}" if facts.subnet else facts.path.name
     log.info("measuring %s under profile %r (input %s)", what, profile.name, "x".join(map(str, shape)))

@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from s2g_deploy.artifacts import DENSE_FILE
 from s2g_deploy.errors import InputError
 from s2g_deploy.profiles import Profile
-from s2g_deploy.runtime.bench import ModelFacts, latency_statistics
-from s2g_deploy.runtime.measure import measure
-from s2g_deploy.runtime.session import SessionSettings
+from s2g_deploy.runtime.measure import job_for, latency_statistics, measure
 
-TARGETS = ("torch",)
-DENSE_FILE = "dense.safetensors"  # export.pipeline.DENSE_FILE; that module imports torch
+if TYPE_CHECKING:
+    from s2g_deploy.runtime.bench import ModelFacts
 
 
 def find_supernet(facts: ModelFacts, checkpoint: str | os.PathLike | None) -> Path:
@@ -63,21 +62,13 @@ def compare_torch(
     dense = facts.export_dir / DENSE_FILE if facts.export_dir is not None else None
     dense = dense if dense is not None and dense.is_file() else supernet  # sliced in the child if need be
     m, w = profile.measurement, profile.workload
-    base = {
-        "input_shape": facts.input_for(w.chunk_seconds, w.batch),
-        "subnet": facts.subnet,
-        "session": SessionSettings.of(profile.runtime).to_dict(),
-        "warmup_runs": m.warmup_runs,
-        "timed_runs": m.timed_runs,
-        "min_duration_s": m.min_duration_s,
-        "seed": 0,
-    }
+    shape = facts.input_for(w.chunk_seconds, w.batch)
     rows = []
     for kind, label, path in (
         ("torch_dense", "PyTorch dense (the sliced subnet)", dense),
         ("torch_supernet", "PyTorch supernet (at the subnet, masked)", supernet),
     ):
-        result = measure({**base, "kind": kind, "model": str(path)})
+        result = measure(job_for(kind, path, shape, profile, subnet=facts.subnet))
         stats = latency_statistics(result["first_ms"], result["samples_ms"])
         rows.append(
             {

@@ -31,7 +31,6 @@ import statistics
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -188,16 +187,10 @@ def modelled_statistic(profile: Profile) -> str:
 
 def machine_fingerprint() -> dict[str, Any]:
     """What makes latencies of this machine comparable: CPU, usable CPUs and the code that runs the model."""
-    from s2g_deploy import __version__
-    from s2g_deploy.environment import cpu_model, usable_cpus
+    from s2g_deploy.environment import cpu_model, usable_cpus, versions
 
-    versions = {}
-    for package in ("onnxruntime", "torch"):  # torch: its exporter shapes the graph that is timed
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return {"cpu_model": cpu_model(), "usable_cpus": usable_cpus(), "s2g_deploy": __version__, **versions}
+    # torch: its exporter shapes the graph that is timed
+    return {"cpu_model": cpu_model(), "usable_cpus": usable_cpus(), **versions("s2g_deploy", "onnxruntime", "torch")}
 
 
 def cache_key(profile: Profile, weights_sha256: str, io: str) -> dict[str, Any]:
@@ -260,11 +253,13 @@ def calibrate(
     io: str = "waveform",
     held_out: int = HELD_OUT,
     repeats: int = 1,
+    supernet: Any = None,
 ) -> LatencyModel:
     """Measure a handful of subnets under ``profile``, fit, test on held-out subnets, and cache the model.
 
     ``repeats`` > 1 measures every subnet that many times (round robin, each in a fresh process) and
     keeps the median of its statistic: tail statistics (p99, max) of one run vary from run to run.
+    ``supernet``: the checkpoint's model, if the caller has already loaded it.
     """
     if repeats < 1:
         raise InputError(f"--repeats must be at least 1, got {repeats}")
@@ -276,7 +271,7 @@ def calibrate(
     fit_set, test_set = calibration_subnets([e.subnet for e in costs.entries], held_out)
     frames = costs.chunk_frames(profile.workload.chunk_seconds)
     batch = profile.workload.batch
-    measured = _measure_subnets(path, [*fit_set, *test_set], profile, io, repeats)
+    measured = _measure_subnets(path, [*fit_set, *test_set], profile, io, repeats, supernet)
     statistic = modelled_statistic(profile)
 
     def points(subnets):
@@ -311,34 +306,23 @@ def calibrate(
     return model
 
 
-def load_or_calibrate(
-    checkpoint: str | os.PathLike | None, profile: Profile, io: str = "waveform"
-) -> tuple[LatencyModel, bool]:
-    """The cached model, or a freshly calibrated one (second value True, said on the log)."""
-    model = cached_model(checkpoint, profile, io)
-    if model is not None:
-        return model, False
-    log.warning("calibrating the latency model for profile %r on this machine (once; cached)", profile.name)
-    return calibrate(checkpoint, profile, io), True
-
-
-def _measure_subnets(path: Path, subnets: list[Subnet], profile: Profile, io: str, repeats: int) -> dict:
+def _measure_subnets(
+    path: Path, subnets: list[Subnet], profile: Profile, io: str, repeats: int, supernet: Any = None
+) -> dict:
     """Export each subnet to a temporary ONNX file (all first, so torch is idle), then measure each alone,
     ``repeats`` rounds; returns subnet -> one statistics dict per round."""
     from s2g_deploy.checkpoint import load_checkpoint
-    from s2g_deploy.export.onnx import simplify, to_onnx
-    from s2g_deploy.export.pipeline import single_threaded
+    from s2g_deploy.export.onnx import simplify, single_threaded, to_onnx
     from s2g_deploy.runtime.bench import latency_statistics
-    from s2g_deploy.runtime.measure import measure
-    from s2g_deploy.runtime.session import SessionSettings
+    from s2g_deploy.runtime.measure import job_for, measure
     from s2g_deploy.slicing import slice_subnet
 
-    supernet = load_checkpoint(path).model
+    supernet = supernet if supernet is not None else load_checkpoint(path).model
     config = supernet.config
     samples = max(1, round(profile.workload.chunk_seconds * config.sample_rate_hz))
     batch = profile.workload.batch
     shape = [batch, samples] if io == "waveform" else [batch, config.n_bins, config.frames(samples), 2]
-    m = profile.measurement
+    cap_s = max(CAP_S, profile.measurement.min_duration_s)
     results: dict[Subnet, list[dict]] = {s: [] for s in subnets}
     with tempfile.TemporaryDirectory(prefix="s2g-calibrate-") as tmp, single_threaded():
         files = {}
@@ -353,18 +337,7 @@ def _measure_subnets(path: Path, subnets: list[Subnet], profile: Profile, io: st
         jobs = [item for _ in range(repeats) for item in files.items()]
         for i, (subnet, file) in enumerate(jobs, 1):
             log.info("measuring %s under profile %r (%d of %d)", subnet, profile.name, i, len(jobs))
-            job = {
-                "kind": "onnx",
-                "model": str(file),
-                "input_shape": shape,
-                "session": SessionSettings.of(profile.runtime).to_dict(),
-                "warmup_runs": m.warmup_runs,
-                "timed_runs": m.timed_runs,
-                "min_duration_s": m.min_duration_s,
-                "cap_s": max(CAP_S, m.min_duration_s),
-                "seed": 0,
-            }
-            result = measure(job)
+            result = measure(job_for("onnx", file, shape, profile, cap_s=cap_s))
             results[subnet].append(latency_statistics(result["first_ms"], result["samples_ms"]))
     return results
 
@@ -382,7 +355,7 @@ def predicted_violations(model: LatencyModel, profile: Profile, cost: SubnetCost
     predicted = model.predict(cost)
     cautious = predicted * (1 + (model.mape_held_out or 0.0))
     b = profile.budgets
-    misses = []
+    misses = []  # the measured budgets (s2g_deploy.budgets.MEASURED_BUDGETS) predicted to be missed
     if b.latency_ms is not None and cautious > b.latency_ms:
         misses.append("latency_ms")
     audio_s = profile.workload.chunk_seconds * profile.workload.batch

@@ -21,7 +21,7 @@ import resource
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from s2g_deploy import errors
@@ -137,6 +137,48 @@ def run_job(job: dict) -> dict:
         "peak_rss_before_model_bytes": rss_before,
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         **facts,
+    }
+
+
+STATISTICS = ("first", "mean", "std", "min", "p50", "p90", "p99", "max")
+
+
+def latency_statistics(first_ms: float, samples_ms: Sequence[float]) -> dict[str, float]:
+    """First-run latency and mean, std, min, p50, p90, p99, max of ``samples_ms`` (all in ms)."""
+    import numpy as np
+
+    if not samples_ms:
+        raise ValueError("no timed runs to summarise")
+    x = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(x, [50, 90, 99])
+    return {
+        "first": float(first_ms),
+        "mean": float(x.mean()),
+        "std": float(x.std(ddof=1)) if len(x) > 1 else 0.0,
+        "min": float(x.min()),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "max": float(x.max()),
+    }
+
+
+def job_for(kind: str, model: Any, input_shape: list[int], profile: Any, **extra: Any) -> dict:
+    """The job that measures ``model`` as ``profile`` runs it (its session settings and protocol);
+    ``extra`` adds keys (``cap_s``, ``subnet``)."""
+    from s2g_deploy.runtime.session import SessionSettings
+
+    m = profile.measurement
+    return {
+        "kind": kind,
+        "model": str(model),
+        "input_shape": list(input_shape),
+        "session": SessionSettings.of(profile.runtime).to_dict(),
+        "warmup_runs": m.warmup_runs,
+        "timed_runs": m.timed_runs,
+        "min_duration_s": m.min_duration_s,
+        "seed": 0,
+        **extra,
     }
 
 

@@ -321,10 +321,7 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
     device = _device(config.device)
     out = Path(config.out)
     state_path, ckpt_path, log_path = out / STATE, out / CHECKPOINT, out / LOG
-    if not config.resume and out.exists() and any(out.iterdir()):
-        raise InputError(f"{out}: run directory is not empty; pass --resume to continue it or pick a new --out")
-    if config.resume and not state_path.is_file():
-        raise InputError(f"{state_path}: nothing to resume (no training state in {out})")
+    _check_run_dir(config, out, state_path)
 
     # every input is checked (model, data) before the run directory is created
     model, meta = _build_model(config)
@@ -341,11 +338,7 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
         _truncate_log(log_path, start)  # validations after the last saved state are redone
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-    step_module: nn.Module = _S2GStep(model, recipe.distill, recipe.full_weight)
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        step_module = DistributedDataParallel(step_module)
+    step_module = _step_module(model, config, world)
     local = config.batch_size // world
 
     history: list[dict] = []
@@ -355,18 +348,8 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
     try:
         for step in range(start, config.steps):
             first = step * config.batch_size + rank * local
-            mix, target = (t.to(device) for t in data.batch(range(first, first + local)))
-            loss = step_module(mix, target, _subnets_of_step(model, config, step))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if recipe.clip_norm:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
-            for group in optimizer.param_groups:
-                group["lr"] = recipe.lr_at(step, config.steps)
-            optimizer.step()
-            if recipe.ema:
-                ema.update(model, step)
-            loss_value = loss.item()
+            batch = tuple(t.to(device) for t in data.batch(range(first, first + local)))
+            loss_value = _step(step_module, model, optimizer, ema, config, step, batch)
             done = step + 1
             if rank == 0 and (done % config.val_every == 0 or done == config.steps):
                 row = {"step": done, "loss": loss_value, **_validate(model, ema, val_batch, device)}
@@ -382,34 +365,80 @@ def train(config: TrainConfig, progress: bool | None = None) -> TrainResult:
     wall = time.perf_counter() - started
     if recipe.ema:
         model.load_state_dict(ema.shadow)  # what ships is the average
-    ranks_agree = None
-    if world > 1:
-        import torch.distributed as dist
-
-        # DDP keeps replicas in step by construction; check it, since a silent divergence would ship.
-        hashes = [None] * world
-        dist.all_gather_object(hashes, weights_sha256(model.state_dict()))
-        ranks_agree = len(set(hashes)) == 1
-        if not ranks_agree:
-            raise RuntimeError(f"replicas diverged during distributed training: weight hashes {hashes}")
+    ranks_agree = _ranks_agree(model, world)
     if rank == 0:
-        training = {
-            "command": config.command,
-            "mode": "fixed" if config.fixed_subnet else "s2g",
-            **{k: _jsonable(v) for k, v in asdict(config).items() if k not in ("out", "command", "resume")},
-            "data_description": data.describe(),
-            "steps_done": config.steps,
-            "world_size": world,
-            "ranks_identical": ranks_agree,
-            "torch_threads": torch.get_num_threads(),
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
-            "device_name": _device_name(device),
-            "wall_time_s": round(wall_before + wall, 1),  # over every session of the run, resumes included
-            "final_loss": loss_value,
-            "validation": history[-1] if history else None,
-        }
+        run = {"world_size": world, "ranks_identical": ranks_agree, "wall_time_s": round(wall_before + wall, 1)}
+        training = _training_record(config, data, device, run, loss_value, history)
         save_checkpoint(ckpt_path, model.cpu(), replace(meta, training=training))
     return TrainResult(ckpt_path, config.steps, config.steps - start, wall, loss_value, history)
+
+
+def _step_module(model: BSRNN, config: TrainConfig, world: int) -> nn.Module:
+    """What one step runs: the recipe's losses, wrapped for DistributedDataParallel under torchrun."""
+    module: nn.Module = _S2GStep(model, config.recipe.distill, config.recipe.full_weight)
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        module = DistributedDataParallel(module)
+    return module
+
+
+def _training_record(config: TrainConfig, data, device, run: dict, loss_value: float, history: list) -> dict:
+    """The checkpoint's training metadata. ``run``: world_size, ranks_identical, wall_time_s (over every
+    session of the run, resumes included)."""
+    return {
+        "command": config.command,
+        "mode": "fixed" if config.fixed_subnet else "s2g",
+        **{k: _jsonable(v) for k, v in asdict(config).items() if k not in ("out", "command", "resume")},
+        "data_description": data.describe(),
+        "steps_done": config.steps,
+        "world_size": run["world_size"],
+        "ranks_identical": run["ranks_identical"],
+        "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "device_name": _device_name(device),
+        "wall_time_s": run["wall_time_s"],
+        "final_loss": loss_value,
+        "validation": history[-1] if history else None,
+    }
+
+
+def _check_run_dir(config: TrainConfig, out: Path, state_path: Path) -> None:
+    if not config.resume and out.exists() and any(out.iterdir()):
+        raise InputError(f"{out}: run directory is not empty; pass --resume to continue it or pick a new --out")
+    if config.resume and not state_path.is_file():
+        raise InputError(f"{state_path}: nothing to resume (no training state in {out})")
+
+
+def _step(step_module: nn.Module, model: BSRNN, optimizer, ema: _EMA, config: TrainConfig, step: int, batch) -> float:
+    """One optimisation step on ``batch`` (mixture, target); returns its loss."""
+    recipe = config.recipe
+    mix, target = batch
+    loss = step_module(mix, target, _subnets_of_step(model, config, step))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if recipe.clip_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip_norm)
+    for group in optimizer.param_groups:
+        group["lr"] = recipe.lr_at(step, config.steps)
+    optimizer.step()
+    if recipe.ema:
+        ema.update(model, step)
+    return loss.item()
+
+
+def _ranks_agree(model: BSRNN, world: int) -> bool | None:
+    """Whether every process ends with the same weights (None when there is one process)."""
+    if world == 1:
+        return None
+    import torch.distributed as dist
+
+    # DDP keeps replicas in step by construction; check it, since a silent divergence would ship.
+    hashes = [None] * world
+    dist.all_gather_object(hashes, weights_sha256(model.state_dict()))
+    if len(set(hashes)) != 1:
+        raise RuntimeError(f"replicas diverged during distributed training: weight hashes {hashes}")
+    return True
 
 
 def _truncate_log(path: Path, step: int) -> None:
