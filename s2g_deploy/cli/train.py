@@ -32,9 +32,10 @@ def train(
         str,
         typer.Option(
             help="S2G recipe (README: Training): paper, sandwich, sandwich-weighted, sandwich-distill, "
-            "sandwich-mixed, sandwich-mixed-weighted."
+            "sandwich-mixed (the default: the study's best, cosine schedule, 100 warm-up steps), "
+            "sandwich-mixed-weighted."
         ),
-    ] = "paper",
+    ] = "sandwich-mixed",
     subnets_per_step: Annotated[int | None, typer.Option(help="Subnets sampled per step. [recipe]")] = None,
     sandwich: Annotated[bool | None, typer.Option(help="Also train the smallest subnet every step. [recipe]")] = None,
     distill: Annotated[
