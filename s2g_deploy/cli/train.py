@@ -32,7 +32,7 @@ def train(
         str,
         typer.Option(
             help="S2G recipe (README: Training): paper, sandwich, sandwich-weighted, sandwich-distill, "
-            "sandwich-mixed (the default: the study's best, cosine schedule, 100 warm-up steps), "
+            "sandwich-mixed (the default: tied best of the study, cosine schedule, 100 warm-up steps), "
             "sandwich-mixed-weighted."
         ),
     ] = "sandwich-mixed",
