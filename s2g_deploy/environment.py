@@ -57,6 +57,26 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) clock ticks of all CPUs since boot, from /proc/stat's first line."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]  # user nice system idle iowait irq softirq steal
+    return sum(fields) - fields[3] - fields[4], sum(fields)
+
+
+def busy_cores(seconds: float = 0.3, ticks=_cpu_ticks, sleep=time.sleep) -> float:
+    """Cores' worth of CPU the machine spends now, over ``seconds`` (the caller sleeps meanwhile, so it is
+    the other processes' use). Where /proc/stat is missing, the 1-minute load average stands in, and
+    where that is missing too, 0."""
+    try:
+        busy0, total0 = ticks()
+        sleep(seconds)
+        busy1, total1 = ticks()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return (os.cpu_count() or 1) * (busy1 - busy0) / max(1, total1 - total0)
+
+
 def onnxruntime_providers() -> list[str]:
     """Execution providers compiled into the installed onnxruntime ([] if it is missing)."""
     try:

@@ -51,5 +51,5 @@ def test_export_without_a_checkpoint_uses_the_bundled_supernet(tmp_path):
     card = (tmp_path / "phone" / "model_card.md").read_text()
     limits = card.split("## Training data and limits")[1].split("##")[0]
     assert "240 tracks of General-MIDI songs" in limits and "soundfont FluidR3_GM.sf2, split train" in limits
-    assert "not a MUSDB18-trained separator" in limits
+    assert "not a MUSDB18-trained separator" in limits and "- Target: `vocals`" in limits
     assert "A 16 kHz model: nothing above 8 kHz reaches the target" in limits

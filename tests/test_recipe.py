@@ -203,19 +203,28 @@ def test_threads_auto_spins_every_core_only_when_nothing_else_runs(monkeypatch, 
     import os
 
     import s2g_deploy.cli.train as cli_train
+    import s2g_deploy.environment as environment
 
     monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # a 2-core machine
-    monkeypatch.setattr(cli_train, "_busy_cores", lambda: busy)
+    monkeypatch.setattr(environment, "usable_cpus", lambda: 2)  # a 2-core machine
+    monkeypatch.setattr(environment, "busy_cores", lambda: busy)
     assert cli_train._resolve_threads("auto") == threads
     assert os.environ.get("OMP_WAIT_POLICY") == policy
 
 
-def test_busy_cores_reads_what_the_machine_spends_now():
+def test_busy_cores_is_the_busy_share_of_the_ticks_between_two_samples(monkeypatch):
     import os
 
-    import s2g_deploy.cli.train as cli_train
+    from s2g_deploy.environment import busy_cores
 
-    busy = cli_train._busy_cores(0.05)
-    assert 0.0 <= busy <= (os.cpu_count() or 1) + 1e-9
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    # (busy, total) ticks: 100 of the 400 ticks between the samples were busy -> a quarter of 2 cores
+    samples = iter([(1000, 5000), (1100, 5400)])
+    assert busy_cores(0.3, ticks=lambda: next(samples), sleep=lambda s: None) == pytest.approx(0.5)
+
+    def unreadable():
+        raise OSError("no /proc/stat")
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.5, 1.0, 0.5))
+    assert busy_cores(0.3, ticks=unreadable, sleep=lambda s: None) == 1.5

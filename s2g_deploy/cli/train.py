@@ -154,11 +154,12 @@ def _resolve_threads(threads: str) -> int:
     """
     import os
 
+    from s2g_deploy.environment import busy_cores, usable_cpus
     from s2g_deploy.errors import InputError
 
     if threads == "auto":
-        cores = len(os.sched_getaffinity(0)) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun
-        if cores > 1 and _busy_cores() < 0.25:
+        cores = usable_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))  # torchrun: per process
+        if cores > 1 and busy_cores() < 0.25:
             return cores
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         return 1
@@ -166,30 +167,6 @@ def _resolve_threads(threads: str) -> int:
         raise InputError(f"--threads must be a whole number >= 1 or auto, got {threads!r}")
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return int(threads)
-
-
-def _busy_cores(seconds: float = 0.3) -> float:
-    """Cores' worth of CPU the machine spent on other work over ``seconds`` (this process sleeps meanwhile).
-
-    Read from /proc/stat; where there is none, the 1-minute load average stands in.
-    """
-    import os
-    import time
-
-    def ticks() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        return sum(fields[:8]) - idle, sum(fields[:8])
-
-    try:
-        busy0, total0 = ticks()
-        time.sleep(seconds)
-        busy1, total1 = ticks()
-    except (OSError, ValueError, IndexError):
-        return os.getloadavg()[0]
-    cores = os.cpu_count() or 1
-    return cores * (busy1 - busy0) / max(1, total1 - total0)
 
 
 def _replay_command(ctx: typer.Context) -> str:

@@ -309,7 +309,11 @@ def _limits_lines(data: dict | None, sr: int) -> list[str]:
         trained = "data that the checkpoint does not record"
     return [
         f"- Trained on {trained}.",
-        f"- Target: `{data.get('target', 'vocals')}`; everything else is the residual.",
+        (
+            f"- Target: `{data['target']}`; everything else is the residual."
+            if data.get("target")
+            else "- The checkpoint does not record which source it was trained to separate."
+        ),
         f"- A {sr / 1000:g} kHz model: nothing above {sr / 2000:g} kHz reaches the target. `s2g separate` "
         f"resamples other rates to {sr} Hz and back, and leaves what lies above {sr / 2000:g} kHz in the residual.",
     ]
