@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import statistics
 import subprocess
@@ -32,6 +33,9 @@ from pathlib import Path
 from results_io import log, write_results
 
 RESULTS = Path(__file__).parent / "results"
+ROOT = Path(__file__).resolve().parent.parent
+# the last revision before the lean graphs (per-band op chains, Shape-driven reshapes, convolution STFT)
+BASELINE_REVISION = "e6c21c7"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
             api.init("tiny", checkpoint, seed=0)
             args.seconds, args.timed_runs, args.warmup_runs, args.min_duration = 0.25, 5, 1, 0.0
             args.mid_budget, args.rounds, args.matmul_size = "20M", 2, 512
-        profile = _profile(tmp / "speed.toml", args)
+        profile = _profile(tmp / "speed.toml", args, args.seconds)
+        short_profile = _profile(tmp / "short.toml", args, args.short_chunk)
         table = api.costs(checkpoint)
         entries = table.entries
         if args.quick:  # the smallest and the largest subnet are enough to exercise every figure
@@ -56,18 +61,17 @@ def main(argv: list[str] | None = None) -> int:
         for entry in entries:
             log(f"{entry.subnet}: export")
             manifests[entry.subnet] = api.export(checkpoint, subnet=entry.subnet, out=tmp / str(entry.subnet)).manifest
-        # Rounds over all subnets rather than repeats of one: a slow spell of a shared machine (whole
-        # processes here ran up to 2.3x slower now and then) then touches one round of many subnets, and
-        # the fastest round is kept: such spells only ever add time.
-        benches = {entry.subnet: [] for entry in entries}
-        ceilings = []
-        for round_ in range(args.rounds):
-            ceilings.append(_matmul_ceiling(args.threads, args.matmul_size))
-            for entry in entries:
-                log(f"round {round_ + 1}/{args.rounds}: bench {entry.subnet}")
-                command = ["bench", str(tmp / str(entry.subnet)), "--device", str(profile), "--compare", "torch"]
-                benches[entry.subnet].append(_s2g([*command, "--no-manifest", "--json"]))
-        rows = [_row(e, manifests[e.subnet], benches[e.subnet], table.hop_length) for e in entries]
+        wanted = [str(e.subnet) for e in entries] if args.quick else args.baseline_subnets.split(",")
+        baseline = _baseline_exports(args.baseline, checkpoint, wanted, tmp)
+        benches, ceilings = _rounds(args, tmp, entries, (profile, short_profile), baseline)
+        old_nodes = {
+            name: json.loads((d / "manifest.json").read_text())["settings"]["simplify"]["nodes_after"]
+            for name, d in baseline.items()
+        }
+        rows = [
+            _row(e, manifests[e.subnet], benches[str(e.subnet)], table.hop_length, old_nodes.get(str(e.subnet)))
+            for e in entries
+        ]
         search_s = _wall(
             ["search", *_ckpt(checkpoint), "--budget-macs", args.mid_budget, "--json"],
             repeat=1 if args.quick else 3,
@@ -88,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             warm_up=not args.quick,
         )
         report = _report(args, checkpoint, table, rows, max(ceilings), search_s, export_s, environment())
+        report["baseline"] = {"revision": args.baseline, "made": sorted(baseline), "short_chunk_s": args.short_chunk}
     stem = "speed_quick" if args.quick else "speed"
     write_results(args.results, stem, report, _markdown(report))
     return 0
@@ -106,15 +111,75 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--mid-budget", default="300M", help="MACs per second for the timed `s2g export`")
     p.add_argument("--results", type=Path, default=RESULTS)
     p.add_argument("--quick", action="store_true", help="tiny untrained supernet, few runs: a smoke test")
+    p.add_argument(
+        "--baseline",
+        default=BASELINE_REVISION,
+        help="git revision whose package exports the previous format ('none': skip)",
+    )
+    p.add_argument("--baseline-subnets", default="1x8,2x16,4x32", help="subnets exported in both formats")
+    p.add_argument("--short-chunk", type=float, default=0.016, help="seconds: the short chunk both formats run")
     return p
 
 
-def _profile(path: Path, args) -> Path:
+def _baseline_exports(revision: str, checkpoint: Path | None, subnets: list[str], tmp: Path) -> dict[str, Path]:
+    """Export ``subnets`` with the package as of git ``revision``, each in its own process: {subnet: dir}."""
+    if revision == "none":
+        return {}
+    source = tmp / "baseline-src"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", revision, "s2g_deploy"], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {revision}: git archive failed: {archive.stderr.decode()[-500:]}")
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    out = {}
+    for subnet in subnets:
+        log(f"{subnet}: export with the package as of {revision}")
+        target = tmp / "baseline" / subnet
+        command = [sys.executable, "-m", "s2g_deploy", "export", *_ckpt(checkpoint), "--subnet", subnet]
+        done = subprocess.run([*command, "--out", str(target), "--json"], capture_output=True, text=True, env=env)
+        if done.returncode != 0:
+            raise SystemExit(f"baseline export of {subnet} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        out[subnet] = target
+    return out
+
+
+def _rounds(args, tmp: Path, entries, profiles, baseline: dict[str, Path]) -> tuple[dict, list]:
+    """Every subnet benched once per round (both formats where there is a baseline, their order alternating).
+
+    Rounds over all subnets rather than repeats of one: a slow spell of a shared machine (whole processes
+    here ran up to 2.3x slower now and then) then touches one round of many subnets. Returns
+    {subnet: {"lean": [...], "baseline": [...], "lean_short": [...], "baseline_short": [...]}} and the
+    matmul ceilings.
+    """
+    profile, short = profiles
+    benches = {str(e.subnet): {"lean": [], "baseline": [], "lean_short": [], "baseline_short": []} for e in entries}
+    ceilings = []
+    for round_ in range(args.rounds):
+        ceilings.append(_matmul_ceiling(args.threads, args.matmul_size))
+        for entry in entries:
+            name = str(entry.subnet)
+            log(f"round {round_ + 1}/{args.rounds}: bench {name}")
+            jobs = [("lean", tmp / name, profile, True)]
+            if name in baseline:
+                jobs += [("baseline", baseline[name], profile, False)]
+                jobs += [("lean_short", tmp / name, short, False), ("baseline_short", baseline[name], short, False)]
+            if round_ % 2:  # alternate which format runs first
+                jobs.reverse()
+            for kind, directory, prof, compare in jobs:
+                command = ["bench", str(directory), "--device", str(prof), "--no-manifest", "--json"]
+                benches[name][kind].append(_s2g([*command, *(["--compare", "torch"] if compare else [])]))
+    return benches, ceilings
+
+
+def _profile(path: Path, args, chunk_seconds: float) -> Path:
     """A device profile for this benchmark: the given threads and chunk, no budgets to pass or fail."""
     path.write_text(
         f"""schema_version = 1
 name = "speed-benchmark"
-description = "benchmarks/speed.py: {args.threads} thread(s), {args.seconds} s chunks"
+description = "benchmarks/speed.py: {args.threads} thread(s), {chunk_seconds} s chunks"
 
 [budgets]
 
@@ -127,7 +192,7 @@ precision = "fp32"
 opset = 17
 
 [workload]
-chunk_seconds = {args.seconds}
+chunk_seconds = {chunk_seconds}
 batch = 1
 
 [measurement]
@@ -182,18 +247,19 @@ def _ckpt(checkpoint: Path | None) -> list[str]:
     return [] if checkpoint is None else [str(checkpoint)]
 
 
-def _row(entry, manifest: dict, benches: list[dict], hop_length: int) -> dict:
+def _row(entry, manifest: dict, bench: dict, hop_length: int, baseline_nodes: int | None) -> dict:
     graph = manifest["costs"]["graph"]
     frames = 1 + graph["input_shape"][-1] // hop_length  # centred STFT
     rounds = {}
-    for bench in benches:
-        for name, result in _runtimes(bench).items():
-            rounds.setdefault(name, []).append(_p50(result))
-    return {
+    for result in bench["lean"]:
+        for name, runtime in _runtimes(result).items():
+            rounds.setdefault(name, []).append(_p50(runtime))
+    row = {
         "subnet": str(entry.subnet),
         "params": entry.params,
         "network_macs_per_second": entry.macs_per_second,
         "total_macs_per_second": manifest["costs"]["macs_per_second"]["total"],
+        "nodes": manifest["settings"]["simplify"]["nodes_after"],
         "latency_ms": {name: min(values) for name, values in rounds.items()},
         "latency_ms_per_round": rounds,
         "macs_per_frame": {
@@ -202,6 +268,23 @@ def _row(entry, manifest: dict, benches: list[dict], hop_length: int) -> dict:
             "onnx_graph": graph["network"] / frames,
         },
     }
+    if bench["baseline"]:
+        row["baseline"] = {"nodes": baseline_nodes, **_against_baseline(bench)}
+    return row
+
+
+def _against_baseline(bench: dict) -> dict:
+    """Previous format against the lean one: fastest p50s, and the median over rounds of the per-round ratio."""
+    out = {}
+    for suffix in ("", "_short"):
+        old = [_p50(r) for r in bench["baseline" + suffix]]
+        new = [_p50(r) for r in bench["lean" + suffix]]
+        out["chunk" if not suffix else "short_chunk"] = {
+            "baseline_ms": min(old),
+            "lean_ms": min(new),
+            "speedup_median_of_rounds": round(statistics.median(o / n for o, n in zip(old, new, strict=True)), 3),
+        }
+    return out
 
 
 def _runtimes(bench: dict) -> dict:
@@ -236,8 +319,10 @@ def _report(args, checkpoint, table, rows, ceiling, search_s, export_s, env) -> 
     )
     chunk = args.seconds
 
-    def ms_per_gmac(r: dict) -> float:  # latency per billion network MACs of the chunk
-        return r["latency_ms"]["onnx"] / (r["network_macs_per_second"] * chunk / 1e9)
+    def ms_per_gmac(r: dict, key: str = "network_macs_per_second") -> float:  # latency per billion MACs
+        return r["latency_ms"]["onnx"] / (r[key] * chunk / 1e9)
+
+    total = "total_macs_per_second"  # network + in-graph STFT/iSTFT: all the device computes
 
     # achieved: everything the graph computes (network + STFT/iSTFT) per second of wall time
     achieved = large["total_macs_per_second"] * chunk / (large["latency_ms"]["onnx"] / 1e3)
@@ -267,6 +352,12 @@ def _report(args, checkpoint, table, rows, ceiling, search_s, export_s, env) -> 
             "smallest_over_largest": round(ms_per_gmac(small) / ms_per_gmac(large), 2),
             "smallest": small["subnet"],
             "largest": large["subnet"],
+            "total_macs": {
+                "spearman": round(_spearman([r[total] for r in rows], onnx_ms), 3),
+                "ms_per_gmac_smallest": round(ms_per_gmac(small, total), 2),
+                "ms_per_gmac_largest": round(ms_per_gmac(large, total), 2),
+                "smallest_over_largest": round(ms_per_gmac(small, total) / ms_per_gmac(large, total), 2),
+            },
         },
         "runtimes_vs_onnx": {
             name: round(statistics.median(r["latency_ms"][name] / r["latency_ms"]["onnx"] for r in rows), 2)
@@ -293,6 +384,7 @@ def _report(args, checkpoint, table, rows, ceiling, search_s, export_s, env) -> 
 def _markdown(r: dict) -> str:
     s, lv, c, w, env = r["settings"], r["latency_vs_macs"], r["ceiling"], r["toolkit_wall_s"], r["environment"]
     names = list(r["rows"][0]["latency_ms"])
+    t = lv["total_macs"]
     lines = [
         "# Speed: latency against MACs, runtimes, and the toolkit",
         "",
@@ -301,18 +393,26 @@ def _markdown(r: dict) -> str:
         f"{s['warmup_runs']} warm-up runs, the fastest of {s['rounds']} rounds over all subnets; "
         "each runtime in its own process.",
         "",
-        "| subnet | params | network MACs/s | " + " | ".join(f"{n} p50 (ms)" for n in names) + " |",
-        "| --- | ---: | ---: | " + " | ".join("---:" for _ in names) + " |",
+        "| subnet | params | network MACs/s | total MACs/s | nodes | "
+        + " | ".join(f"{n} p50 (ms)" for n in names)
+        + " |",
+        "| --- | ---: | ---: | ---: | ---: | " + " | ".join("---:" for _ in names) + " |",
     ]
     for row in sorted(r["rows"], key=lambda row: row["network_macs_per_second"]):
         lat = " | ".join(f"{row['latency_ms'][n]:.2f}" for n in names)
-        lines.append(f"| {row['subnet']} | {row['params']:,} | {row['network_macs_per_second'] / 1e6:,.1f}M | {lat} |")
+        lines.append(
+            f"| {row['subnet']} | {row['params']:,} | {row['network_macs_per_second'] / 1e6:,.1f}M | "
+            f"{row['total_macs_per_second'] / 1e6:,.1f}M | {row['nodes']} | {lat} |"
+        )
+    lines += _baseline_lines(r)
     lines += [
         "",
         f"- Latency against network MACs: Spearman rank correlation **{lv['spearman']:.3f}** over "
         f"{len(r['rows'])} subnets. Latency per billion MACs: {lv['ms_per_gmac_smallest']:.1f} ms for the "
         f"smallest ({lv['smallest']}), {lv['ms_per_gmac_largest']:.1f} ms for the largest ({lv['largest']}): "
-        f"{lv['smallest_over_largest']:.2f}x.",
+        f"{lv['smallest_over_largest']:.2f}x. Against total MACs (network + STFT/iSTFT, what the device computes): "
+        f"Spearman **{t['spearman']:.3f}**, {t['ms_per_gmac_smallest']:.1f} against {t['ms_per_gmac_largest']:.1f} "
+        f"ms per billion: {t['smallest_over_largest']:.2f}x.",
         "- Median latency relative to the exported ONNX: "
         + ", ".join(f"{n} {v:.2f}x" for n, v in r["runtimes_vs_onnx"].items())
         + ".",
@@ -332,6 +432,31 @@ def _markdown(r: dict) -> str:
         f"onnxruntime {env['versions']['onnxruntime']}, torch {env['versions']['torch']}; {env['date_utc']}.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _baseline_lines(r: dict) -> list[str]:
+    rows = [row for row in r["rows"] if "baseline" in row]
+    if not rows:
+        return []
+    b, short = r["baseline"], r["baseline"]["short_chunk_s"]
+    lines = [
+        "",
+        f"Lean graphs against the previous export format (the package as of `{b['revision']}`, same checkpoint "
+        f"and subnets), ONNX p50 in ms, fastest round; speed-up = median over rounds of the per-round ratio, "
+        "the two formats alternating which runs first:",
+        "",
+        f"| subnet | nodes before / now | {r['settings']['chunk_seconds']} s: before | now | speed-up | "
+        f"{short * 1000:g} ms chunk: before | now | speed-up |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        o, c, s = row["baseline"], row["baseline"]["chunk"], row["baseline"]["short_chunk"]
+        lines.append(
+            f"| {row['subnet']} | {o['nodes']} / {row['nodes']} | {c['baseline_ms']:.2f} | {c['lean_ms']:.2f} | "
+            f"{c['speedup_median_of_rounds']:.2f}x | {s['baseline_ms']:.3f} | {s['lean_ms']:.3f} | "
+            f"{s['speedup_median_of_rounds']:.2f}x |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def test_train_speed_quick(tmp_path):
 
 
 def test_speed_quick(tmp_path):
-    done = _quick("speed.py", tmp_path)
+    # the last commit stands in for the previous format: the mechanism, not the numbers, is under test
+    done = _quick("speed.py", tmp_path, "--baseline", "HEAD")
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((tmp_path / "speed_quick.json").read_text())
     assert [row["subnet"] for row in report["rows"]] == ["1x4", "2x8"]
@@ -73,4 +74,13 @@ def test_speed_quick(tmp_path):
     assert report["mac_counts_max_relative_difference"] == 0
     assert 0 < report["ceiling"]["fraction_of_ceiling"] < 1
     assert report["toolkit_wall_s"]["search_warm"]["median_s"] > 0
-    assert "| 2x8 |" in (tmp_path / "speed_quick.md").read_text()
+    for row in report["rows"]:  # both formats side by side, at the chunk and at the short chunk
+        old = row["baseline"]
+        assert old["nodes"] > 0 and row["nodes"] > 0
+        for chunk in ("chunk", "short_chunk"):
+            assert old[chunk]["baseline_ms"] > 0 and old[chunk]["lean_ms"] > 0
+            assert old[chunk]["speedup_median_of_rounds"] > 0
+    assert report["baseline"]["made"] == ["1x4", "2x8"]
+    assert report["latency_vs_macs"]["total_macs"]["smallest_over_largest"] > 0
+    md = (tmp_path / "speed_quick.md").read_text()
+    assert "| 2x8 |" in md and "previous export format" in md

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -257,6 +258,25 @@ def test_xsmall_graph_macs_agree_with_the_cost_model(xsmall_export):
         assert abs(graph.total - (network + stft)) <= 0.02 * (network + stft)
         assert abs(graph.network - network) <= 0.02 * network and graph.stft == stft
     assert xsmall_export.costs["graph_vs_model"] <= 0.02
+
+
+def test_xsmall_graph_is_lean(xsmall_export):
+    """No per-band op chains or Shape-driven reshapes: what the graph runs is the network's work."""
+    model = onnx.load(str(xsmall_export.paths["model"]))
+    ops = Counter(node.op_type for node in model.graph.node)
+    manifest = json.loads((xsmall_export.out / MANIFEST).read_text())
+    assert manifest["settings"]["simplify"]["nodes_by_op"] == dict(ops)
+    assert manifest["settings"]["graph_format"] == 2
+    depth = xsmall_export.subnet.depth
+    # one run-time size per block (frames x batch back into frames), one for the mask, one each for the
+    # STFT's frame count and the iSTFT's output length; nothing per band
+    assert ops["Shape"] <= depth + 3
+    # STFT 2, iSTFT 2, band split 4 (one per run of equal-width bands), fc1 1, fc2 4; a projection per BLSTM
+    assert ops["MatMul"] + ops["Gemm"] == 2 + 2 + 4 + 1 + 4 + 2 * depth
+    assert ops["LSTM"] == 2 * depth and ops["Conv"] == ops["ConvTranspose"] == ops["Identity"] == 0
+    # the exporter's zero initial states are gone: LSTM gets X, W, R, B only
+    assert all(len(n.input) == 4 for n in model.graph.node if n.op_type == "LSTM")
+    assert len(model.graph.node) < 400
 
 
 def test_xsmall_parity_certificate_covers_several_seconds(xsmall_export):

@@ -1,10 +1,12 @@
 """The exportable STFT / iSTFT against torch.stft / torch.istft and models.bsrnn.stft / istft."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
-from s2g_deploy.export.stft import ConvISTFT, ConvSTFT, stft_macs
+from s2g_deploy.export.stft import ConvISTFT, ConvSTFT, FramedISTFT, FramedSTFT, framed, stft_macs
 from s2g_deploy.models.bsrnn import istft, stft
 from s2g_deploy.models.registry import PRESETS
 
@@ -112,5 +114,50 @@ def test_stft_macs_formula():
     c = PRESETS["xsmall"].config
     macs = stft_macs(c, 16000)
     frames = c.frames(16000)
-    assert macs["stft"] == macs["istft"] == 2 * c.n_bins * c.n_fft * frames
-    assert macs["istft_envelope"] == c.n_fft * frames
+    # framed: the butterfly halves the DFT, so 2F rows over n_fft / 2 samples per frame, each way
+    assert macs == {"stft": 2 * c.n_bins * (c.n_fft // 2) * frames, "istft": 2 * c.n_bins * (c.n_fft // 2) * frames}
+    odd = dataclasses.replace(c, n_fft=510, hop_length=128, band_widths=(*c.band_widths[:-1], 32))
+    assert not framed(odd.n_fft, odd.hop_length)
+    macs = stft_macs(odd, 16000)
+    assert macs["stft"] == macs["istft"] == 2 * odd.n_bins * odd.n_fft * odd.frames(16000)
+    assert macs["istft_envelope"] == odd.n_fft * odd.frames(16000)
+
+
+def _time_major(spec):  # (B, F, T, 2) -> (T, B, 2, F), the framed transforms' layout
+    return spec.permute(2, 0, 3, 1)
+
+
+@pytest.mark.parametrize("preset", ["tiny", "xsmall"])
+@pytest.mark.parametrize("length", LENGTHS)
+def test_framed_pair_matches_the_models_transforms(preset, length):
+    c = PRESETS[preset].config
+    assert framed(c.n_fft, c.hop_length)
+    g = torch.Generator().manual_seed(length)
+    x = torch.rand(2, length, generator=g) * 2 - 1
+    ours, ref = FramedSTFT(c.n_fft, c.hop_length)(x), _time_major(stft(x, c))
+    assert ours.shape == ref.shape == (c.frames(length), 2, 2, c.n_bins)
+    assert (ours - ref).abs().max() <= 2e-6 * max(1.0, ref.abs().max().item())
+    spec = torch.randn(2, c.n_bins, c.frames(length), 2, generator=g)  # arbitrary, like a masked one
+    ours, ref = FramedISTFT(c.n_fft, c.hop_length)(_time_major(spec), length), istft(spec, c, length)
+    assert ours.shape == ref.shape == (2, length)
+    assert (ours - ref).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize(("n_fft", "hop"), [(64, 32), (128, 16), (256, 64), (512, 128)])
+def test_framed_pair_against_torch_for_other_shapes(n_fft, hop):
+    g = torch.Generator().manual_seed(n_fft + hop)
+    for length in (hop * 7 + 5, hop * 20, 3):
+        x = torch.rand(3, length, generator=g) * 2 - 1
+        ref = _torch_stft(x, n_fft, hop)
+        ours = FramedSTFT(n_fft, hop)(x)
+        assert (ours - _time_major(ref)).abs().max() <= 2e-6 * ref.abs().max()
+        spec = torch.randn(ref.shape, generator=g)
+        out = FramedISTFT(n_fft, hop)(_time_major(spec), length)
+        assert (out - _torch_istft(spec, n_fft, hop, length)).abs().max() <= 1e-5
+
+
+def test_framed_refuses_sizes_it_cannot_frame():
+    for n_fft, hop in ((63, 16), (64, 40), (66, 33)):
+        assert not framed(n_fft, hop)
+        with pytest.raises(ValueError, match="multiple of 4"):
+            FramedSTFT(n_fft, hop)

@@ -188,7 +188,7 @@ def test_cli_table_json_and_exit_codes(files):
     doc = json.loads(result.stdout)
     assert result.exit_code == 0 and doc["chosen"]["subnet"] == "4x16" and doc["fallback"] is False
     assert doc["budgets"]["max_params"] == {"value": 1_500_000, "source": "explicit"}
-    assert doc["cost_model"]["counted_seconds"] == 4.0 and "group_norm" in doc["cost_model"]["uncounted"]
+    assert doc["cost_model"]["counted_seconds"] == 4.0 and "rsqrt" in doc["cost_model"]["uncounted"]
 
     result = runner.invoke(app, ["search", str(files["none"]), "--budget-macs", "300M"])
     assert result.exit_code == 0 and "fallback" in result.stdout

@@ -1,6 +1,6 @@
 """Export a dense subnet to a verified, self-describing ONNX file (``s2g export``).
 
-* :mod:`~s2g_deploy.export.stft`: STFT / iSTFT from convolutions, so they live inside the graph
+* :mod:`~s2g_deploy.export.stft`: STFT / iSTFT from MatMuls (or convolutions), so they live inside the graph
 * :mod:`~s2g_deploy.export.onnx`: the waveform wrapper, the exporter call and onnxsim
 * :mod:`~s2g_deploy.export.parity`: the parity certificate (supernet, dense, ONNX, simplified ONNX)
 * :mod:`~s2g_deploy.export.graph_macs`: an independent MAC count on the ONNX graph
@@ -13,6 +13,9 @@ This package module itself is torch-free: it names the I/O contracts an export c
 from s2g_deploy.errors import InputError
 
 IO_MODES = ("waveform", "spectrogram")  # samples in and out (STFT in the graph), or the mask network only
+# The layout of exported graphs; part of every latency calibration's key, since latency is the graph's.
+# 1: per-band op chains, convolution STFT/iSTFT. 2: lean graphs (batched bands, constant shapes, framed STFT).
+GRAPH_FORMAT = 2
 
 
 def check_io(io: str) -> str:

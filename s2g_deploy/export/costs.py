@@ -12,6 +12,7 @@ from typing import Any
 
 from s2g_deploy.errors import VerificationError
 from s2g_deploy.export.graph_macs import GraphMacs, count_graph_macs
+from s2g_deploy.export.onnx import framed_transforms
 from s2g_deploy.export.stft import stft_macs
 from s2g_deploy.models.bsrnn import BSRNN, BSRNNConfig
 from s2g_deploy.models.registry import architecture_of
@@ -62,7 +63,7 @@ def export_costs(dense: BSRNN, io: str, model_bytes: bytes, count_samples: int, 
 
 def _model_macs(dense: BSRNN, io: str, n_samples: int) -> dict:
     network, source = network_macs(dense, n_samples)
-    s = sum(stft_macs(dense.config, n_samples).values()) if io == "waveform" else 0
+    s = sum(stft_macs(dense.config, n_samples, framed_transforms(dense)).values()) if io == "waveform" else 0
     return {"network": network, "stft_istft": s, "total": network + s, "source": source}
 
 

@@ -2,7 +2,8 @@
 
 It knows nothing of PyTorch, fvcore or BSRNN: the input's dynamic axes are fixed to a concrete size,
 ONNX shape inference (with data propagation, so ``Shape -> Reshape`` chains resolve) gives every
-tensor's shape, and each counted node contributes by the convention of GUIDE section 3 (one MAC per
+tensor's shape (what it cannot resolve is read off one onnxruntime run at that size), and each
+counted node contributes by the convention of GUIDE section 3 (one MAC per
 multiply-accumulate of a weight product; LSTM 4 gates x (input + hidden) x hidden per step and
 direction, GRU 3 gates). Element-wise ops, norms and activations are not counted: :data:`NOT_COUNTED`.
 A counted node whose shapes do not resolve is an error, never a silent zero.
@@ -68,6 +69,13 @@ def count_graph_macs(model: onnx.ModelProto | bytes, input_shape: tuple[int, ...
         dim.dim_value = int(size)
     inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     shapes = _shapes(inferred)
+    counted = [n for n in inferred.graph.node if n.op_type in COUNTED]
+    unresolved = sorted(
+        {x for n in counted for x in (*n.input[:2], n.output[0]) if x and None in shapes.get(x, (None,))}
+    )
+    feeds = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    if unresolved and len(feeds) == 1:  # a graph with other inputs cannot be run on zeros of one shape
+        shapes.update(_run_shapes(model, inp.name, input_shape, unresolved))
     attrs = {n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in inferred.graph.node}
 
     network = stft = 0
@@ -84,6 +92,26 @@ def count_graph_macs(model: onnx.ModelProto | bytes, input_shape: tuple[int, ...
         else:
             network += macs
     return GraphMacs(tuple(int(s) for s in input_shape), network, stft, dict(sorted(by_op.items())), dict(nodes))
+
+
+def _run_shapes(model: onnx.ModelProto, input_name: str, input_shape, names: list[str]) -> dict[str, tuple]:
+    """Shapes of ``names`` read off one onnxruntime run on zeros of ``input_shape``.
+
+    ONNX's static inference stops at sizes computed from the input's length (e.g. the framed STFT's
+    frame count, ``1 + samples // hop``); running the graph once resolves them exactly.
+    """
+    import numpy as np
+    import onnxruntime as ort
+
+    probe = _copy(model)
+    for name in names:
+        probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    values = session.run(names, {input_name: np.zeros(input_shape, dtype=np.float32)})
+    return {name: tuple(v.shape) for name, v in zip(names, values)}
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -24,7 +25,7 @@ import torch
 from torch import nn
 
 from s2g_deploy.export import IO_MODES
-from s2g_deploy.export.stft import ConvISTFT, ConvSTFT
+from s2g_deploy.export.stft import ConvISTFT, ConvSTFT, FramedISTFT, FramedSTFT, framed
 from s2g_deploy.models.bsrnn import BSRNN, complex_multiply
 
 DEFAULT_OPSET = 17
@@ -81,19 +82,37 @@ def io_spec(io: str, n_bins: int) -> IOSpec:
     raise ValueError(f"unknown io {io!r}; choose one of {', '.join(IO_MODES)}")
 
 
+def framed_transforms(model: nn.Module) -> bool:
+    """Whether :class:`WaveformSeparator` wraps ``model`` in the framed STFT/iSTFT (else the convolutions)."""
+    c = model.config
+    return framed(c.n_fft, c.hop_length) and hasattr(model, "mask_frames")
+
+
 class WaveformSeparator(nn.Module):
-    """A dense BSRNN between exportable STFT and iSTFT: mixture (B, S) -> target (B, S)."""
+    """A dense BSRNN between exportable STFT and iSTFT: mixture (B, S) -> target (B, S).
+
+    Where the STFT size allows (even n_fft that hop divides) and the network runs time-major
+    (``mask_frames``), the transforms are :class:`FramedSTFT` / :class:`FramedISTFT`: half the MACs of
+    the convolutions, and no layout changes between them and the network. Otherwise the convolutions.
+    """
 
     def __init__(self, model: BSRNN):
         super().__init__()
         c = model.config
         self.model = model
-        self.stft = ConvSTFT(c.n_fft, c.hop_length)
-        self.istft = ConvISTFT(c.n_fft, c.hop_length, basis=self.stft.basis)  # one basis in the file
+        self.framed = framed_transforms(model)
+        if self.framed:
+            self.stft, self.istft = FramedSTFT(c.n_fft, c.hop_length), FramedISTFT(c.n_fft, c.hop_length)
+        else:
+            self.stft = ConvSTFT(c.n_fft, c.hop_length)
+            self.istft = ConvISTFT(c.n_fft, c.hop_length, basis=self.stft.basis)  # one basis in the file
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        spec = self.stft(wav)  # (B, F, T, 2)
-        est = complex_multiply(self.model.mask(spec), spec)  # (B, F, T, 2)
+        spec = self.stft(wav)  # (T, B, 2, F) framed, else (B, F, T, 2)
+        if self.framed:
+            est = complex_multiply(self.model.mask_frames(spec), spec, dim=2)  # (T, B, 2, F)
+        else:
+            est = complex_multiply(self.model.mask(spec), spec)  # (B, F, T, 2)
         return self.istft(est, wav.shape[-1])  # (B, S)
 
 
@@ -144,7 +163,87 @@ def to_onnx(model: BSRNN, io: str, opset: int, trace_samples: int) -> bytes:
             do_constant_folding=True,
             dynamo=False,
         )
-    return _declare_contract(buffer.getvalue(), spec)
+    model_bytes = _drop_zero_initial_states(_fold_initializer_identities(buffer.getvalue()))
+    return _declare_contract(model_bytes, spec)
+
+
+def _fold_initializer_identities(model_bytes: bytes) -> bytes:
+    """Point consumers of ``Identity(initializer)`` at the initializer itself and drop the Identity.
+
+    With equal-valued parameters (an untrained model's GroupNorm weights are all ones) the exporter's
+    initializer deduplication keeps one tensor and names the others through Identity nodes; onnxruntime
+    1.32's graph optimiser then loses such a name ("is not a graph input, initializer, or output of a
+    previous node").
+    """
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    initializers = {i.name for i in graph.initializer}
+    outputs = {o.name for o in graph.output}
+    alias = {
+        node.output[0]: node.input[0]
+        for node in graph.node
+        if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in outputs
+    }
+    if not alias:
+        return model_bytes
+    for node in [n for n in graph.node if n.op_type == "Identity" and n.output[0] in alias]:
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in alias:
+                node.input[i] = alias[name]
+    return model.SerializeToString()
+
+
+def _drop_zero_initial_states(model_bytes: bytes) -> bytes:
+    """Remove the all-zero initial states the exporter builds for every recurrent node.
+
+    ``nn.LSTM`` without ``hx`` makes zeros of shape (directions, batch, H) at run time; the exporter
+    turns that into Shape/Gather/Concat/Expand per LSTM, and on a time-major input it can freeze the
+    batch size into that shape (onnxruntime then fails at other lengths). ONNX's LSTM and GRU default
+    missing initial states to zeros, so the inputs are dropped and the nodes that only fed them go.
+    Only inputs made by expanding a constant that is all zeros are dropped; parity checks the result.
+    """
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def is_zeros(name: str) -> bool:
+        node = producer.get(name)
+        if node is None or node.op_type != "Expand":
+            return False
+        source = producer.get(node.input[0])
+        if source is None or source.op_type != "Constant":
+            return False
+        value = numpy_helper.to_array(source.attribute[0].t)
+        return value.size > 0 and not np.any(value)
+
+    state_inputs = {"LSTM": (5, 6), "GRU": (5,)}  # initial_h (and initial_c)
+    for node in graph.node:
+        for index in state_inputs.get(node.op_type, ()):
+            if index < len(node.input) and node.input[index] and is_zeros(node.input[index]):
+                node.input[index] = ""
+        while node.input and node.input[-1] == "":
+            node.input.pop()
+    _prune_dead_nodes(graph)
+    return model.SerializeToString()
+
+
+def _prune_dead_nodes(graph) -> None:
+    """Remove nodes none of whose outputs reach a graph output, repeatedly."""
+    while True:
+        used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+        dead = [node for node in graph.node if not any(out in used for out in node.output)]
+        if not dead:
+            return
+        for node in dead:
+            graph.node.remove(node)
 
 
 def _declare_contract(model_bytes: bytes, spec: IOSpec) -> bytes:
@@ -216,4 +315,9 @@ def simplify(model_bytes: bytes, io: str, n_bins: int) -> tuple[bytes, dict]:
         raise VerificationError("onnxsim could not validate the simplified graph")
     check_declared_axes(simplified, spec, "simplified ONNX")
     del simplified.metadata_props[:]
-    return simplified.SerializeToString(), {"nodes_before": nodes_before, "nodes_after": len(simplified.graph.node)}
+    by_op = Counter(node.op_type for node in simplified.graph.node)
+    return simplified.SerializeToString(), {
+        "nodes_before": nodes_before,
+        "nodes_after": len(simplified.graph.node),
+        "nodes_by_op": dict(sorted(by_op.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }

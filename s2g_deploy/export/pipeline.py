@@ -37,7 +37,7 @@ from s2g_deploy.artifacts import (
 )
 from s2g_deploy.checkpoint import Checkpoint, CheckpointMeta, load_checkpoint, read_meta, save_checkpoint
 from s2g_deploy.errors import InputError, VerificationError
-from s2g_deploy.export import check_io, describe
+from s2g_deploy.export import GRAPH_FORMAT, check_io, describe
 from s2g_deploy.export.costs import export_costs
 from s2g_deploy.export.onnx import (
     DEFAULT_OPSET,
@@ -367,6 +367,7 @@ def count_costs(job: ExportJob, dense: Any, simplified: bytes) -> tuple[dict, in
 def _settings(job: ExportJob, trace_samples: int, simplify_info: dict, lengths, count_samples: int) -> dict:
     return {
         "exporter": "torch.onnx.export(dynamo=False)",
+        "graph_format": GRAPH_FORMAT,
         "precision": "fp32",
         "opset": job.opset,
         "io": job.io,

@@ -4,75 +4,125 @@ This is the network that gets exported: plain ``nn.Linear``, ``nn.LSTM`` and ``n
 no masks, no elastic logic. The elastic supernet (``models/elastic.py``) runs this same forward with
 sliced views of its own, larger weights, so there is exactly one definition of the computation.
 
-Shapes use B batch, S samples, F frequency bins, T frames, K bands, G_k bins in band k, N features,
-H LSTM hidden units per direction, M mask hidden units.
+Inside :meth:`BSRNN.mask` tensors are band-major, (K, T*B, N): the band LSTM's sequence-first layout,
+and a batched matmul over bands for the per-band layers. Those run per *group* of consecutive bands
+of one width (a handful of groups instead of one chain of ops per band; no padding, so the MACs stay
+those of the per-band layers); their weights stay one ``nn.Linear`` per band (the checkpoint format)
+and are stacked at every forward, which the ONNX exporter folds into constants. Reshapes go through
+``models.layout`` so the exported graph holds constant shapes.
+
+Shapes use B batch, S samples, F frequency bins, T frames, K bands, c bands in a group of G bins each,
+N features, H LSTM hidden units per direction, M mask hidden units.
 """
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from s2g_deploy.models.config import BSRNNConfig, count_params
+from s2g_deploy.models.layout import reshape, split_frames
 
-__all__ = ["BSRNN", "BSRNNConfig", "complex_multiply", "count_params", "istft", "stft"]
+__all__ = ["BSRNN", "BSRNNConfig", "band_groups", "complex_multiply", "count_params", "istft", "stft"]
 
 
-def group_norm_channels_last(norm: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
-    """Apply a GroupNorm(1, C) to (batch, seq, C): statistics over the whole (seq, C) slab."""
-    return norm(x.transpose(1, 2)).transpose(1, 2)
+def band_groups(band_widths: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
+    """Runs of consecutive equal-width bands as (first band, bands in the run, bins per band)."""
+    groups, first = [], 0
+    for width, run in itertools.groupby(band_widths):
+        count = len(list(run))
+        groups.append((first, count, width))
+        first += count
+    return tuple(groups)
+
+
+def group_norm(
+    x: torch.Tensor, dims: tuple[int, ...], weight: torch.Tensor, bias: torch.Tensor, eps: float
+) -> torch.Tensor:
+    """GroupNorm(1): statistics over ``dims`` (biased variance, as ``nn.GroupNorm``), then the affine.
+
+    Written out rather than calling ``nn.GroupNorm`` so the statistics can be taken over any axes
+    without transposes.
+    """
+    mean = x.mean(dims, keepdim=True)
+    centred = x - mean
+    var = (centred * centred).mean(dims, keepdim=True)
+    # scale the small statistics tensor, not the activations: one full-size op fewer than divide-then-scale
+    return centred * (weight * torch.rsqrt(var + eps)) + bias
+
+
+def _norm_affine(norms, rank: int) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Weights and biases of ``c`` GroupNorm(1, C) layers as (c, 1, ..., C) of ``rank`` axes, and eps."""
+    shape = (len(norms), *([1] * (rank - 2)), -1)
+    weight = torch.stack([n.weight for n in norms]).reshape(shape)
+    bias = torch.stack([n.bias for n in norms]).reshape(shape)
+    return weight, bias, norms[0].eps
+
+
+def _stacked(linears) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights (c, in, out) and biases (c, 1, out) of ``c`` Linear layers, for one batched matmul."""
+    weight = torch.stack([fc.weight.t() for fc in linears])  # (c, in, out)
+    bias = torch.stack([fc.bias for fc in linears]).unsqueeze(1)  # (c, 1, out)
+    return weight, bias
 
 
 class BandSplit(nn.Module):
-    """Per band: [Re; Im] of its G_k bins -> GroupNorm(1) -> Linear -> N features."""
+    """Per band: [Re; Im] of its G_k bins -> GroupNorm(1) over (T, 2 G_k) -> Linear -> N features."""
 
     def __init__(self, band_widths: tuple[int, ...], feature_dim: int):
         super().__init__()
         self.band_widths = band_widths
+        self.groups = band_groups(band_widths)
         self.norms = nn.ModuleList(nn.GroupNorm(1, 2 * g) for g in band_widths)
         self.fcs = nn.ModuleList(nn.Linear(2 * g, feature_dim) for g in band_widths)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
-        # spec: (B, F, T, 2) real and imaginary parts
-        B, _, T, _ = spec.shape
-        bands = torch.split(spec, self.band_widths, dim=1)  # K x (B, G_k, T, 2)
-        out = []
-        for band, norm, fc in zip(bands, self.norms, self.fcs):
-            x = band.permute(0, 2, 3, 1).reshape(B, T, -1)  # (B, T, 2*G_k) laid out as [Re; Im]
-            out.append(fc(group_norm_channels_last(norm, x)))  # (B, T, N)
-        return torch.stack(out, dim=1)  # (B, K, T, N)
+        # spec: (T, B, 2, F) real and imaginary parts, time-major
+        out, start = [], 0
+        for first, count, width in self.groups:
+            bands = slice(first, first + count)
+            x = reshape(spec[..., start : start + count * width], (0, 0, 2, count, width))  # (T, B, 2, c, G)
+            start += count * width
+            x = reshape(x.permute(3, 0, 1, 2, 4), (0, 0, 0, 2 * width))  # (c, T, B, 2G) as [Re; Im]
+            x = group_norm(x, (1, 3), *_norm_affine(self.norms[bands], 4))  # statistics per (band, B)
+            weight, bias = _stacked(self.fcs[bands])  # (c, 2G, N), (c, 1, N)
+            out.append(reshape(x, (0, -1, 2 * width)) @ weight + bias)  # (c, T*B, N)
+        return torch.cat(out, dim=0)  # (K, T*B, N)
 
 
 class ResidualBLSTM(nn.Module):
-    """z + Linear(BLSTM(GroupNorm(1)(z))) along the sequence axis of (batch, seq, N)."""
+    """z + Linear(BLSTM(GroupNorm(1)(z))) along the sequence axis of a sequence-first (seq, batch, N)."""
 
     def __init__(self, feature_dim: int, hidden: int):
         super().__init__()
         self.norm = nn.GroupNorm(1, feature_dim)
-        self.lstm = nn.LSTM(feature_dim, hidden, batch_first=True, bidirectional=True)
+        self.lstm = nn.LSTM(feature_dim, hidden, bidirectional=True)
         self.proj = nn.Linear(2 * hidden, feature_dim)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # z: (batch, seq, N)
-        y, _ = self.lstm(group_norm_channels_last(self.norm, z))  # (batch, seq, 2H)
+        # z: (seq, batch, N); GroupNorm(1) statistics per sequence, over (seq, N)
+        n = self.norm
+        y, _ = self.lstm(group_norm(z, (0, 2), n.weight, n.bias, n.eps))  # (seq, batch, 2H)
         return z + self.proj(y)
 
 
 class BandSequenceBlock(nn.Module):
     """One BSRNN block: a residual BLSTM over time, then one over bands."""
 
-    def __init__(self, feature_dim: int, hidden: int):
+    def __init__(self, n_bands: int, feature_dim: int, hidden: int):
         super().__init__()
+        self.n_bands, self.feature_dim = n_bands, feature_dim
         self.time = ResidualBLSTM(feature_dim, hidden)
         self.band = ResidualBLSTM(feature_dim, hidden)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        B, K, T, N = z.shape  # (B, K, T, N)
-        z = self.time(z.reshape(B * K, T, N)).reshape(B, K, T, N)  # sequence over T
-        z = z.transpose(1, 2).reshape(B * T, K, N)  # (B*T, K, N)
-        z = self.band(z)  # sequence over K
-        return z.reshape(B, T, K, N).transpose(1, 2)  # (B, K, T, N)
+    def forward(self, z: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        K, N = self.n_bands, self.feature_dim
+        z = split_frames(z, frames, (K,), (N,)).permute(1, 2, 0, 3)  # (K, T*B, N) -> (T, B, K, N)
+        z = self.time(reshape(z, (0, -1, N)))  # sequence over T, batch B*K
+        z = reshape(reshape(z, (0, -1, K, N)).permute(2, 0, 1, 3), (0, -1, N))  # (K, T*B, N)
+        return self.band(z)  # sequence over K, batch T*B
 
 
 class MaskEstimation(nn.Module):
@@ -80,19 +130,25 @@ class MaskEstimation(nn.Module):
 
     def __init__(self, band_widths: tuple[int, ...], feature_dim: int, hidden: int):
         super().__init__()
+        self.groups = band_groups(band_widths)
+        self.n_bands, self.feature_dim = len(band_widths), feature_dim
         self.norms = nn.ModuleList(nn.GroupNorm(1, feature_dim) for _ in band_widths)
         self.fc1 = nn.ModuleList(nn.Linear(feature_dim, hidden) for _ in band_widths)
         self.fc2 = nn.ModuleList(nn.Linear(hidden, 4 * g) for g in band_widths)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # z: (B, K, T, N)
-        B, _, T, _ = z.shape
+    def forward(self, z: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+        # z: (K, T*B, N); every band has the same input and hidden sizes: one batched matmul for fc1
+        K, N = self.n_bands, self.feature_dim
+        x = group_norm(split_frames(z, frames, (K,), (N,)), (1, 3), *_norm_affine(self.norms, 4))  # (K, T, B, N)
+        weight, bias = _stacked(self.fc1)  # (K, N, M), (K, 1, M)
+        x = torch.tanh(reshape(x, (0, -1, N)) @ weight + bias)  # (K, T*B, M)
         masks = []
-        for k, (norm, fc1, fc2) in enumerate(zip(self.norms, self.fc1, self.fc2)):
-            x = torch.tanh(fc1(group_norm_channels_last(norm, z[:, k])))  # (B, T, M)
-            m = F.glu(fc2(x), dim=-1)  # (B, T, 2*G_k) laid out as [Re; Im]
-            masks.append(m.reshape(B, T, 2, -1).permute(0, 3, 1, 2))  # (B, G_k, T, 2)
-        return torch.cat(masks, dim=1)  # (B, F, T, 2)
+        for first, count, width in self.groups:
+            weight, bias = _stacked(self.fc2[first : first + count])  # (c, M, 4G), (c, 1, 4G)
+            value, gate = (x[first : first + count] @ weight + bias).chunk(2, dim=-1)  # GLU: (c, T*B, 2G) each
+            m = reshape(value * torch.sigmoid(gate), (0, 0, 2, width))  # (c, T*B, 2, G) as [Re; Im]
+            masks.append(reshape(m.permute(1, 2, 0, 3), (0, 2, count * width)))  # (T*B, 2, c G)
+        return torch.cat(masks, dim=-1)  # (T*B, 2, F)
 
 
 class BSRNN(nn.Module):
@@ -107,15 +163,22 @@ class BSRNN(nn.Module):
         self.config = config
         c = config
         self.band_split = BandSplit(c.band_widths, c.feature_dim)
-        self.blocks = nn.ModuleList(BandSequenceBlock(c.feature_dim, c.lstm_hidden) for _ in range(c.num_blocks))
+        self.blocks = nn.ModuleList(
+            BandSequenceBlock(c.n_bands, c.feature_dim, c.lstm_hidden) for _ in range(c.num_blocks)
+        )
         self.mask_estimation = MaskEstimation(c.band_widths, c.feature_dim, c.mask_hidden)
 
     def mask(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex mask (B, F, T, 2) for a spectrogram (B, F, T, 2) given as real and imaginary parts."""
-        z = self.band_split(spec)  # (B, K, T, N)
+        return self.mask_frames(spec.permute(2, 0, 3, 1)).permute(1, 3, 0, 2)
+
+    def mask_frames(self, spec: torch.Tensor) -> torch.Tensor:
+        """:meth:`mask` on time-major spectrograms: (T, B, 2, F) -> (T, B, 2, F)."""
+        z = self.band_split(spec)  # (K, T*B, N): band-major inside
         for block in self.blocks:
-            z = block(z)  # (B, K, T, N)
-        return self.mask_estimation(z)  # (B, F, T, 2)
+            z = block(z, spec)  # (K, T*B, N)
+        mask = self.mask_estimation(z, spec)  # (T*B, 2, F)
+        return split_frames(mask, spec, (), (2, self.config.n_bins))  # (T, B, 2, F)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         # wav: (B, S)
@@ -124,11 +187,11 @@ class BSRNN(nn.Module):
         return istft(est, self.config, length=wav.shape[-1])  # (B, S)
 
 
-def complex_multiply(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """(a_re + i a_im)(b_re + i b_im) on tensors whose last axis holds (re, im)."""
-    ar, ai = a.unbind(-1)
-    br, bi = b.unbind(-1)
-    return torch.stack((ar * br - ai * bi, ar * bi + ai * br), dim=-1)
+def complex_multiply(a: torch.Tensor, b: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """(a_re + i a_im)(b_re + i b_im) on tensors whose axis ``dim`` holds (re, im)."""
+    ar, ai = a.narrow(dim, 0, 1), a.narrow(dim, 1, 1)
+    br, bi = b.narrow(dim, 0, 1), b.narrow(dim, 1, 1)
+    return torch.cat((ar * br - ai * bi, ar * bi + ai * br), dim=dim)
 
 
 def stft(wav: torch.Tensor, config: BSRNNConfig) -> torch.Tensor:

@@ -17,7 +17,8 @@ under the profile exactly as ``s2g bench`` does (:mod:`s2g_deploy.runtime.measur
 the mean absolute percentage error on other subnets it measured but did not fit on. The model is
 cached (:mod:`s2g_deploy.costcache` layout, ``<cache dir>/latency/``) under a key holding the profile's
 content, this machine's fingerprint (CPU model, usable CPUs, onnxruntime, torch and s2g versions),
-the supernet's weights hash, the I/O contract and the opset: a change in any of them is a miss.
+the supernet's weights hash, the I/O contract, the opset and the exported graph's format: a change in
+any of them is a miss.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from typing import Any
 from s2g_deploy import costcache
 from s2g_deploy.cost import SubnetCost
 from s2g_deploy.errors import InputError
+from s2g_deploy.export import GRAPH_FORMAT
 from s2g_deploy.profiles import Profile
 from s2g_deploy.subnet import Subnet
 
@@ -197,6 +199,7 @@ def cache_key(profile: Profile, weights_sha256: str, io: str) -> dict[str, Any]:
     content = {k: v for k, v in profile.to_dict().items() if k != "source"}
     return {
         "latency_model": MODEL_VERSION,
+        "graph_format": GRAPH_FORMAT,
         "profile_sha256": hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest(),
         "profile": profile.name,
         "machine": machine_fingerprint(),
