@@ -88,6 +88,21 @@ def count_params(config: BSRNNConfig) -> int:
     return band_split + L * 2 * residual + mask
 
 
+def quantizable_weights(config: BSRNNConfig) -> tuple[int, int]:
+    """(elements, output channels) of the 2-D weights of every Linear and LSTM: what int8 quantization stores
+    as one byte each, with a scale and zero point per output channel (checked on the quantized graph)."""
+    n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
+    bins, K = config.n_bins, config.n_bands
+    # per residual BLSTM: 2 directions x (W 4H x N, R 4H x H), rows are channels; then Linear(2H, N)
+    residual = (2 * 4 * h * (n + h) + 2 * h * n, 2 * 2 * 4 * h + n)
+    band_split = (2 * bins * n, K * n)  # per band Linear(2 G_k, N)
+    mask = (K * n * m + 4 * bins * m, K * m + 4 * bins)  # per band Linear(N, M) and Linear(M, 4 G_k)
+    return (
+        band_split[0] + L * 2 * residual[0] + mask[0],
+        band_split[1] + L * 2 * residual[1] + mask[1],
+    )
+
+
 def macs_per_frame(config: BSRNNConfig) -> int:
     """Closed-form network MACs per STFT frame of a dense BSRNN (batch 1; checked against fvcore in tests)."""
     n, h, m = config.feature_dim, config.lstm_hidden, config.mask_hidden
