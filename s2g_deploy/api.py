@@ -239,12 +239,14 @@ def search(
     budget_params: int | float | str | None = None,
     profile=None,
     budgets=None,
+    precision: str | None = None,
 ):
     """The best subnet within the budgets; returns a ``s2g_deploy.search.SearchResult``.
 
     ``budget_macs`` (network MACs per second of audio) and ``budget_params`` accept numbers or sizes such
     as ``"300M"``, or ``budgets`` is a ``s2g_deploy.budgets.Budgets``; ``profile`` is a shipped name, a
-    TOML path or a loaded ``Profile``; the tighter of a profile's budget and an explicit one wins.
+    TOML path or a loaded ``Profile``; the tighter of a profile's budget and an explicit one wins. Model
+    bytes (the ``max_model_bytes`` budget) are counted at ``precision`` (default: the profile's, else fp32).
     ``checkpoint`` defaults to the bundled supernet. Raises ``InputError`` (exit 2) or
     ``BudgetInfeasibleError`` (3, naming the binding budget).
     """
@@ -258,7 +260,7 @@ def search(
         raise InputError("give either budgets or budget_macs/budget_params, not both")
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
-    return _search(checkpoint, budgets, profile)
+    return _search(checkpoint, budgets, profile, precision=precision)
 
 
 def costs(checkpoint: str | os.PathLike | None = None, *, counted_seconds: float = 4.0):

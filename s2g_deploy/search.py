@@ -203,7 +203,7 @@ def _model_bytes(path, costs: CostTable, precision: str) -> dict[Subnet, int]:
     from s2g_deploy.checkpoint import read_meta
     from s2g_deploy.precision import check_precision, parameter_bytes
 
-    check_precision(precision, "precision")
+    check_precision(precision, "--precision")
     config = read_meta(path).config
     return {
         e.subnet: parameter_bytes(config.with_size(feature_dim=e.subnet.width, num_blocks=e.subnet.depth), precision)
