@@ -5,9 +5,10 @@ Either a stems folder the user names (``--gate-data DIR``, the MUSDB18 layout ``
 on the fly by :mod:`s2g_deploy.data.render`: the *test* split's compositions (a stream disjoint from
 the train and valid splits) played by the small TimGM6mb soundfont (Debian ``timgm6mb-soundfont``, which
 the test setup installs; the bundled supernet was trained on FluidR3_GM, so these are timbres it never
-heard), rendered into a temporary directory that is removed afterwards. Either way :data:`TRACKS`
-tracks of :data:`SECONDS` seconds: per track, the window with the most target energy (on a 0.5 s grid),
-so no gate track is a silent stretch of the target. The description records which data it was.
+heard), rendered into a temporary directory that is removed afterwards. Either way the first
+:data:`TRACKS` tracks, :data:`SECONDS` seconds of each (the shortest one's length if shorter): per track,
+the window with the most target energy (on a 0.5 s grid), so no gate track is a silent stretch of the
+target. The description records which data it was.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def gate_data(
     if not root.is_dir():
         raise InputError(f"--gate-data {directory}: no such directory (give a stems folder: <track>/{target}.wav)")
     examples = _read_tracks(root, sample_rate_hz, target, tracks, seconds)
-    return GateData(examples, sample_rate_hz, _describe(examples, seconds, kind="stems", root=str(root), target=target))
+    return GateData(
+        examples, sample_rate_hz, _describe(examples, sample_rate_hz, kind="stems", root=str(root), target=target)
+    )
 
 
 def _rendered(sample_rate_hz: int, target: str, tracks: int, seconds: float) -> GateData:
@@ -90,7 +93,9 @@ def _rendered(sample_rate_hz: int, target: str, tracks: int, seconds: float) -> 
             "fluidsynth": result.manifest["fluidsynth"],
         }
     return GateData(
-        examples, sample_rate_hz, _describe(examples, seconds, kind="rendered now", target=target, rendered=rendered)
+        examples,
+        sample_rate_hz,
+        _describe(examples, sample_rate_hz, kind="rendered now", target=target, rendered=rendered),
     )
 
 
@@ -100,8 +105,7 @@ def _read_tracks(root: Path, sample_rate_hz: int, target: str, tracks: int, seco
     folders = sorted(p for p in root.iterdir() if (p / f"{target}.wav").is_file())
     if not folders:
         raise InputError(f"--gate-data {root}: no track folder holds {target}.wav (the MUSDB18 layout)")
-    n = round(seconds * sample_rate_hz)
-    examples = []
+    pairs = []
     for folder in folders[:tracks]:
         s = _read(folder / f"{target}.wav", sample_rate_hz).mean(axis=0)
         mix_file = folder / "mixture.wav"
@@ -109,12 +113,16 @@ def _read_tracks(root: Path, sample_rate_hz: int, target: str, tracks: int, seco
             mix = _read(mix_file, sample_rate_hz).mean(axis=0)
         else:
             mix = sum(_read(f, sample_rate_hz).mean(axis=0) for f in sorted(folder.glob("*.wav")))
-        if len(s) < n or len(mix) != len(s):
-            raise InputError(f"--gate-data {folder}: needs {seconds:g} s of audio in every file of the same length")
+        if len(mix) != len(s):
+            raise InputError(f"--gate-data {folder}: {target}.wav and the mixture differ in length")
+        pairs.append((folder.name, mix, s))
+    n = min(round(seconds * sample_rate_hz), *(len(s) for _, _, s in pairs))  # shorter tracks: all of them
+    if n < sample_rate_hz:
+        raise InputError(f"--gate-data {root}: the gate needs tracks of at least 1 s")
+    examples = []
+    for name, mix, s in pairs:
         start = _loudest_window(s, n, round(0.5 * sample_rate_hz))
-        examples.append(
-            (folder.name, mix[start : start + n].astype(np.float32), s[start : start + n].astype(np.float32))
-        )
+        examples.append((name, mix[start : start + n].astype(np.float32), s[start : start + n].astype(np.float32)))
     return tuple(examples)
 
 
@@ -125,7 +133,7 @@ def _loudest_window(target: np.ndarray, n: int, step: int) -> int:
     return int(starts[np.argmax(energy[starts + n] - energy[starts])])
 
 
-def _describe(examples: tuple, seconds: float, **what) -> dict:
+def _describe(examples: tuple, sample_rate_hz: int, **what) -> dict:
     digest = hashlib.sha256()
     for name, mix, target in examples:
         digest.update(name.encode())
@@ -134,7 +142,7 @@ def _describe(examples: tuple, seconds: float, **what) -> dict:
     return {
         **what,
         "tracks": len(examples),
-        "seconds": seconds,
+        "seconds": len(examples[0][1]) / sample_rate_hz,
         "names": [name for name, _, _ in examples],
         "window": "per track, the window with the most target energy (0.5 s grid)",
         "sha256": digest.hexdigest(),
