@@ -74,3 +74,16 @@ def test_speed_quick(tmp_path):
     assert 0 < report["ceiling"]["fraction_of_ceiling"] < 1
     assert report["toolkit_wall_s"]["search_warm"]["median_s"] > 0
     assert "| 2x8 |" in (tmp_path / "speed_quick.md").read_text()
+
+
+def test_quantization_quick(tmp_path):
+    done = _quick("quantization.py", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "quantization_quick.json").read_text())
+    assert [row["case"] for row in report["rows"]] == ["earbud", "2x8 @ 1 s"]
+    for row in report["rows"]:
+        assert row["latency_ms"]["fp32"] > 0 and row["latency_ms"]["int8"] > 0
+        assert len(row["latency_ms"]["rounds"]["fp32"]) == len(row["latency_ms"]["rounds"]["int8-dynamic"]) == 2
+        assert row["int8_speedup"] == row["latency_ms"]["fp32"] / row["latency_ms"]["int8"]
+        assert row["file_bytes"]["int8"] < row["file_bytes"]["fp32"] and row["gate"]["passed"]
+    assert "| earbud | 2x4 |" in (tmp_path / "quantization_quick.md").read_text()

@@ -374,6 +374,10 @@ def precision_costs(job: ExportJob, config: Any, costs: Mapping, shipped: bytes)
     from s2g_deploy.precision import parameter_bytes
 
     expected = parameter_bytes(config, job.precision)
+    eight_bit = None
+    if job.precision == "int8-dynamic":
+        elements, channels = architecture_of(config).quantizable_weights(config)
+        eight_bit = elements + channels  # int8 weights and one int8 zero point per output channel
     mps = costs["macs_per_second"]
     # check_quantized proved every network MatMul and LSTM quantized: all network MACs run as int8
     int8 = mps["network"] if job.precision in ("int8-dynamic",) else 0
@@ -381,7 +385,7 @@ def precision_costs(job: ExportJob, config: Any, costs: Mapping, shipped: bytes)
         "parameter_bytes": {
             "precision": job.precision,
             "closed_form": expected,
-            "graph": check_parameter_bytes(shipped, expected),
+            "graph": check_parameter_bytes(shipped, expected, eight_bit),
             "counts": "the network's weights, biases and norm parameters as stored (int8 weights with a float32 "
             "scale and int8 zero point per output channel); not the STFT/iSTFT constants",
         },

@@ -179,33 +179,39 @@ def check_quantized(model_bytes: bytes, fp32_bytes: bytes) -> dict[str, int]:
     return dict(counts)
 
 
-def graph_parameter_bytes(model_bytes: bytes) -> int:
-    """Bytes of the network's stored constants: every initializer or Constant of a float or 8-bit type that
-    some network node (not the STFT/iSTFT) reads; integer shape constants (int32/int64) are plumbing."""
+def graph_parameter_bytes(model_bytes: bytes, eight_bit_only: bool = False) -> int:
+    """Bytes of the network's stored constants: every initializer or Constant of a float or 8-bit type (only
+    8-bit with ``eight_bit_only``) that some network node (not the STFT/iSTFT) reads; integer shape
+    constants (int32/int64) are plumbing. A tensor counts once however many nodes read it."""
     import onnx
     from onnx import TensorProto, numpy_helper
 
     model = onnx.load_from_string(model_bytes)
-    kinds = (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.INT8, TensorProto.UINT8)
-    readers = collections.defaultdict(list)
-    for node in model.graph.node:
-        for name in node.input:
-            readers[name].append(node)
+    kinds = (TensorProto.INT8, TensorProto.UINT8)
+    if not eight_bit_only:
+        kinds += (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE)
+    read = {name for node in model.graph.node if not _is_dsp(node) for name in node.input}
     tensors = [(t.name, t) for t in model.graph.initializer]
     tensors += [(n.output[0], n.attribute[0].t) for n in model.graph.node if n.op_type == "Constant" and n.attribute]
-    total = 0
-    for name, tensor in tensors:
-        if tensor.data_type in kinds and any(not _is_dsp(r) for r in readers[name]):
-            total += numpy_helper.to_array(tensor).nbytes
-    return total
+    return sum(numpy_helper.to_array(t).nbytes for name, t in tensors if t.data_type in kinds and name in read)
 
 
-def check_parameter_bytes(model_bytes: bytes, expected: int) -> int:
-    """The graph's parameter bytes, which must agree with the closed form ``expected``."""
+def check_parameter_bytes(model_bytes: bytes, expected: int, eight_bit: int | None = None) -> int:
+    """The graph's parameter bytes, checked against the closed form ``expected``; returns them.
+
+    The closed form is an upper bound: onnxsim may merge equal tensors or fold away identity norms (an
+    untrained model's ones and zeros), so the graph may hold less, never more. ``eight_bit``: the int8
+    weights and zero points the closed form expects, which must all be there, exactly.
+    """
     counted = graph_parameter_bytes(model_bytes)
-    if abs(counted - expected) > BYTES_AGREEMENT * expected:
-        raise VerificationError(
-            f"the graph stores {counted:,} bytes of network parameters, the closed form says {expected:,} "
-            f"(limit {100 * BYTES_AGREEMENT:.0f}% apart)"
+    problems = []
+    if counted > (1 + BYTES_AGREEMENT) * expected:
+        problems.append(
+            f"the graph stores {counted:,} bytes of network parameters, above the closed form's {expected:,}"
         )
+    if eight_bit is not None and graph_parameter_bytes(model_bytes, eight_bit_only=True) != eight_bit:
+        found = graph_parameter_bytes(model_bytes, eight_bit_only=True)
+        problems.append(f"the graph stores {found:,} int8 bytes, the closed form says {eight_bit:,}")
+    if problems:
+        raise VerificationError("; ".join(problems))
     return counted
