@@ -268,3 +268,10 @@ def test_bench_reports_the_models_precision(int8_export):
     from s2g_deploy.runtime.bench import read_model
 
     assert read_model(int8_export.out).precision == "int8-dynamic"
+
+
+def test_verify_checks_an_int8_export_at_its_gates_snr(int8_export):
+    report = api.verify(int8_export.out, seed=3)
+    (check,) = report.exports
+    assert check.required_snr_db == int8_export.manifest["quantization"]["parity"]["required_snr_db"]
+    assert check.snr_db >= check.required_snr_db and check.max_abs > 1e-4  # int8 noise, judged by SNR
