@@ -119,6 +119,9 @@ def export(
     measure_latency: bool = True,
     calibrate: bool = False,
     parity_seconds: tuple[float, ...] | None = None,
+    precision: str | None = None,
+    gate_data: str | os.PathLike | None = None,
+    max_quality_drop_db: float | None = None,
 ):
     """Export one subnet as a verified, self-describing ONNX directory; returns an ``ExportResult``.
 
@@ -135,12 +138,31 @@ def export(
     ``InputError``, unless ``calibrate`` (then one is fitted first: it exports and times a dozen
     subnets; ``s2g export`` does). With ``measure_latency=False`` latency budgets are recorded as
     unverified. ``parity_seconds``: the lengths parity is checked at (default 0.5, 3 and 10 s).
+
+    ``precision``: ``fp32``, ``int8-dynamic`` or ``fp16`` (default: the profile's ``runtime.precision``, else
+    fp32; fp16 on the CPU provider is an ``InputError``). A quantized export must pass the quality gate
+    against its own fp32 model on held-out tracks at the profile's workload (``gate_data``: a stems folder;
+    default: tracks rendered now with TimGM6mb) within ``max_quality_drop_db`` (default: the profile's,
+    else 0.5 dB uSDR), else ``VerificationError`` and nothing is written.
     """
     from s2g_deploy.deploy import export as _export
     from s2g_deploy.export.pipeline import ExportOptions
 
     options = ExportOptions(
-        out, checkpoint, subnet, budgets, profile, io, overwrite, opset, measure_latency, calibrate, parity_seconds
+        out,
+        checkpoint,
+        subnet,
+        budgets,
+        profile,
+        io,
+        overwrite,
+        opset,
+        measure_latency,
+        calibrate,
+        parity_seconds,
+        precision,
+        gate_data,
+        max_quality_drop_db,
     )
     return _export(options)
 
@@ -217,12 +239,14 @@ def search(
     budget_params: int | float | str | None = None,
     profile=None,
     budgets=None,
+    precision: str | None = None,
 ):
     """The best subnet within the budgets; returns a ``s2g_deploy.search.SearchResult``.
 
     ``budget_macs`` (network MACs per second of audio) and ``budget_params`` accept numbers or sizes such
     as ``"300M"``, or ``budgets`` is a ``s2g_deploy.budgets.Budgets``; ``profile`` is a shipped name, a
-    TOML path or a loaded ``Profile``; the tighter of a profile's budget and an explicit one wins.
+    TOML path or a loaded ``Profile``; the tighter of a profile's budget and an explicit one wins. Model
+    bytes (the ``max_model_bytes`` budget) are counted at ``precision`` (default: the profile's, else fp32).
     ``checkpoint`` defaults to the bundled supernet. Raises ``InputError`` (exit 2) or
     ``BudgetInfeasibleError`` (3, naming the binding budget).
     """
@@ -236,7 +260,7 @@ def search(
         raise InputError("give either budgets or budget_macs/budget_params, not both")
     if profile is not None and not isinstance(profile, Profile):
         profile = load_profile(profile)
-    return _search(checkpoint, budgets, profile)
+    return _search(checkpoint, budgets, profile, precision=precision)
 
 
 def costs(checkpoint: str | os.PathLike | None = None, *, counted_seconds: float = 4.0):
@@ -257,6 +281,7 @@ def release(
     bench: bool = True,
     allow_infeasible: bool = False,
     overwrite: bool = False,
+    gate_data: str | os.PathLike | None = None,
 ):
     """Export the best subnet for every profile into ``out``, with release.json, RELEASE.md, pareto.png and
     SHA256SUMS; returns a ``s2g_deploy.release.ReleaseResult``.
@@ -264,11 +289,20 @@ def release(
     ``profiles``: directories of ``.toml`` files, files, shipped names or loaded profiles (default: every
     shipped profile). A profile no subnet satisfies is reported and the rest built; ``result.failure()``
     is the error the CLI exits with (``BudgetInfeasibleError``, or ``VerificationError`` for a latency
-    budget missed when benchmarked here), None with ``allow_infeasible``.
+    budget missed when benchmarked here), None with ``allow_infeasible``. Each profile's export is stored at
+    its ``runtime.precision``; quantized ones pass the quality gate on ``gate_data`` (see :func:`export`).
     """
     from s2g_deploy.release import build_release
 
-    return build_release(checkpoint, profiles, out, bench=bench, allow_infeasible=allow_infeasible, overwrite=overwrite)
+    return build_release(
+        checkpoint,
+        profiles,
+        out,
+        bench=bench,
+        allow_infeasible=allow_infeasible,
+        overwrite=overwrite,
+        gate_data=gate_data,
+    )
 
 
 def verify(path: str | os.PathLike, seed: int | None = None):

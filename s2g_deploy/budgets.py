@@ -1,6 +1,7 @@
 """Budgets: what a subnet must meet, how budgets combine, which ones a subnet violates, verdicts, units.
 
-Two kinds. **Static** budgets (parameters, network MACs per second of audio) are decided by a subnet's
+Two kinds. **Static** budgets (parameters, network MACs per second of audio, bytes of the network's
+parameters at the stored precision) are decided by a subnet's
 cost before it runs: search judges them exactly. **Measured** budgets (latency in ms per run at a
 statistic, real-time factor) are properties of a model running on a device: a latency model can
 predict them, only a measurement decides them. A profile's budgets and explicit ones combine, the
@@ -17,23 +18,30 @@ from typing import Any
 from s2g_deploy.errors import InputError
 
 # budget name -> the unit its limit and verdict are in
-STATIC_BUDGETS = {"max_params": "params", "max_macs_per_second": "network MACs per second of audio"}
+STATIC_BUDGETS = {
+    "max_params": "params",
+    "max_macs_per_second": "network MACs per second of audio",
+    "max_model_bytes": "bytes of the network's parameters at the stored precision",
+}
 MEASURED_BUDGETS = {"latency_ms": "ms per run", "max_real_time_factor": "processing time / audio time"}
 UNITS = {**STATIC_BUDGETS, **MEASURED_BUDGETS}
 # what a static budget limits, as messages name a subnet's cost ("1x8, at 16.8M MACs per second of audio")
-COST_NAMES = {"max_params": "params", "max_macs_per_second": "MACs per second of audio"}
+COST_NAMES = {"max_params": "params", "max_macs_per_second": "MACs per second of audio", "max_model_bytes": "bytes"}
 _COST: dict[str, Callable[[Any], float]] = {
     "max_params": lambda c: c.params,
     "max_macs_per_second": lambda c: c.macs_per_second,
+    "max_model_bytes": lambda c: c.model_bytes,
 }
 
 
 @dataclass(frozen=True)
 class Budgets:
-    """Static budgets; None means no limit. MACs are network MACs per second of audio."""
+    """Static budgets; None means no limit. MACs are network MACs per second of audio; model bytes are the
+    network's parameters at the precision the export stores (:func:`s2g_deploy.precision.parameter_bytes`)."""
 
     max_params: int | None = None
     max_macs_per_second: float | None = None
+    max_model_bytes: int | None = None
 
     def __post_init__(self) -> None:
         for name in STATIC_BUDGETS:
@@ -57,7 +65,8 @@ class Budgets:
 
     @classmethod
     def of_profile(cls, profile: Any) -> Budgets:
-        return cls(profile.budgets.max_params, profile.budgets.max_macs_per_second)
+        b = profile.budgets
+        return cls(b.max_params, b.max_macs_per_second, b.max_model_bytes)
 
     def to_dict(self) -> dict:
         return {name: getattr(self, name) for name in STATIC_BUDGETS}
@@ -85,22 +94,28 @@ def has_measured_budget(profile_budgets: Any) -> bool:
     return profile_budgets.latency_ms is not None or profile_budgets.max_real_time_factor is not None
 
 
-def violations(params: int, macs_per_second: float, budgets: Budgets) -> tuple[str, ...]:
+def violations(
+    params: int, macs_per_second: float, budgets: Budgets, model_bytes: int | None = None
+) -> tuple[str, ...]:
     """The static budgets a subnet of these costs exceeds."""
-    costs = {"max_params": params, "max_macs_per_second": macs_per_second}
+    costs = {"max_params": params, "max_macs_per_second": macs_per_second, "max_model_bytes": model_bytes}
     return tuple(n for n in STATIC_BUDGETS if getattr(budgets, n) is not None and costs[n] > getattr(budgets, n))
 
 
 def cheapest(subnets: Iterable[Any], name: str) -> tuple[Any, float]:
-    """The subnet (anything with ``.subnet``, ``.params``, ``.macs_per_second``) cheapest in the static
-    budget ``name``, ties to the shallower, then narrower; with its cost."""
+    """The subnet (anything with ``.subnet``, ``.params``, ``.macs_per_second``, ``.model_bytes``) cheapest in
+    the static budget ``name``, ties to the shallower, then narrower; with its cost."""
     cost_of = _COST[name]
     best = min(subnets, key=lambda c: (cost_of(c), c.subnet.depth, c.subnet.width))
     return best, cost_of(best)
 
 
 def budget_verdicts(
-    profile: Any, latency_ms: Mapping[str, float] | None, params: int | None, macs_per_second: float | None
+    profile: Any,
+    latency_ms: Mapping[str, float] | None,
+    params: int | None,
+    macs_per_second: float | None,
+    model_bytes: int | None = None,
 ) -> dict[str, dict]:
     """``{budget: {"limit", "measured", "passed", "unit"[, "statistic"]}}`` for each budget the profile sets.
 
@@ -118,6 +133,7 @@ def budget_verdicts(
     measured = {
         "max_params": (params, None),
         "max_macs_per_second": (macs_per_second, None),
+        "max_model_bytes": (model_bytes, None),
         "latency_ms": (latency, b.latency_statistic),
         "max_real_time_factor": (rtf, rtf_statistic),
     }

@@ -85,7 +85,7 @@ def _search(job: ExportJob) -> Any:
 
     log.info("searching for the best subnet within the budgets")
     # latency budgets: the latency loop measures them; static budgets only here
-    return search(job.checkpoint, job.options.budgets, job.profile, latency_model=None)
+    return search(job.checkpoint, job.options.budgets, job.profile, latency_model=None, precision=job.precision)
 
 
 def selection_record(result: Any, prof: Any, chosen: Any = None) -> dict:

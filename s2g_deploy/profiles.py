@@ -13,13 +13,17 @@ key path)::
     latency_ms = 32.0                   # limit on the time to process one chunk (needs latency_statistic)
     latency_statistic = "p99"           # p50 | p90 | p99 | mean | max, over the timed runs
     max_real_time_factor = 0.5          # processing time / audio time of one run (chunk_seconds x batch)
+    max_model_bytes = "128K"            # bytes of the network's parameters at runtime.precision
 
     [runtime]                           # how onnxruntime runs the exported model
     execution_provider = "CPUExecutionProvider"   # must be available at run time: no silent CPU fallback
     intra_op_threads = 2                # >= 1 (0, onnxruntime's "all cores", is not reproducible)
     inter_op_threads = 1
     graph_optimization_level = "all"    # disable | basic | extended | all
-    precision = "fp32"                  # fp32 | int8-dynamic (onnxruntime dynamic quantization)
+    precision = "fp32"                  # fp32 | int8-dynamic (onnxruntime dynamic quantization) | fp16
+                                        # (fp16: not on CPUExecutionProvider, where it runs slower than fp32)
+    max_quality_drop_db = 0.5           # optional: the largest uSDR drop a quantized export may have
+                                        # against its own fp32 model (the quality gate); default 0.5
     opset = 17                          # >= 17 (the ONNX STFT op)
 
     [workload]
@@ -50,11 +54,12 @@ from pathlib import Path
 from typing import Any
 
 from s2g_deploy.errors import InputError, ProfileError
+from s2g_deploy.precision import CPU, PRECISIONS
 from s2g_deploy.units import parse_size
 
 SCHEMA_VERSION = 1
 STATISTICS = ("p50", "p90", "p99", "mean", "max")
-PRECISIONS = ("fp32", "int8-dynamic")
+DEFAULT_MAX_QUALITY_DROP_DB = 0.5  # the quality gate's default: uSDR dB against the export's own fp32 model
 MIN_OPSET = 17  # the first opset with the STFT op
 # profile spelling -> onnxruntime.GraphOptimizationLevel member
 GRAPH_OPTIMIZATION_LEVELS = {
@@ -98,6 +103,7 @@ class ProfileBudgets:
     latency_ms: float | None = None  # per chunk, judged by latency_statistic
     latency_statistic: str | None = None
     max_real_time_factor: float | None = None  # processing time / audio time (chunk_seconds x batch)
+    max_model_bytes: int | None = None  # bytes of the network's parameters at the runtime's precision
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class RuntimeSettings:
     graph_optimization_level: str  # one of GRAPH_OPTIMIZATION_LEVELS
     precision: str  # one of PRECISIONS
     opset: int
+    max_quality_drop_db: float = DEFAULT_MAX_QUALITY_DROP_DB  # quality gate of quantized exports, uSDR dB
 
     @property
     def ort_graph_optimization_level(self) -> str:
@@ -249,6 +256,12 @@ def _size(path: str) -> Callable[[Any], int]:
     return check
 
 
+def _quality_drop(v: Any) -> float:
+    if _non_negative_number(v) > 100:
+        raise _Bad(f"must be at most 100 dB, got {v}")
+    return float(v)
+
+
 def _chunk_seconds(v: Any) -> float:
     if _positive_number(v) > 3600:
         raise _Bad(f"must be at most 3600 (one hour), got {v}")
@@ -268,6 +281,7 @@ _SCHEMA: dict[str, dict[str, tuple[bool, Callable[[Any], Any]]]] = {
         "latency_ms": (False, _positive_number),
         "latency_statistic": (False, _one_of(STATISTICS)),
         "max_real_time_factor": (False, _positive_number),
+        "max_model_bytes": (False, _size("budgets.max_model_bytes")),
     },
     "runtime": {
         "execution_provider": (True, _one_of(EXECUTION_PROVIDERS)),
@@ -276,6 +290,7 @@ _SCHEMA: dict[str, dict[str, tuple[bool, Callable[[Any], Any]]]] = {
         "graph_optimization_level": (True, _one_of(GRAPH_OPTIMIZATION_LEVELS)),
         "precision": (True, _one_of(PRECISIONS)),
         "opset": (True, _at_least(MIN_OPSET)),
+        "max_quality_drop_db": (False, _quality_drop),
     },
     "workload": {
         "chunk_seconds": (True, _chunk_seconds),
@@ -326,6 +341,8 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
                 (key,) = given
                 (other,) = {"latency_ms", "latency_statistic"} - given
                 problems.append(f"budgets.{other}: required when budgets.{key} is set")
+        if section == "runtime" and table.get("precision") == "fp16" and table.get("execution_provider") == CPU:
+            problems.append(f"runtime.precision: fp16 runs slower than fp32 on {CPU}; use int8-dynamic or fp32")
         known = top_keys if section == "" else set(keys)
         for key in table:
             if key not in known:

@@ -115,6 +115,7 @@ def build_release(
     bench: bool = True,
     allow_infeasible: bool = False,
     overwrite: bool = False,
+    gate_data: str | os.PathLike | None = None,
 ) -> ReleaseResult:
     """Export the best subnet for each profile into ``out`` and describe them (see the module docstring).
 
@@ -147,7 +148,7 @@ def build_release(
         entries = []
         for i, prof in enumerate(profs, 1):
             log.info("release: profile %s (%d of %d)", prof.name, i, len(profs))
-            entries.append(_release_profile(ckpt_path, prof, work, out, grid.costs, bench))
+            entries.append(_release_profile(ckpt_path, prof, work, out, bench, gate_data))
         document = _document(ckpt_path, meta, grid, entries, bench, allow_infeasible)
         artifacts.write_json(work / artifacts.RELEASE, document)
         (work / NOTES).write_text(markdown(document), encoding="utf-8")
@@ -177,19 +178,22 @@ def _check_providers(profiles: Sequence[Profile]) -> None:
 # --- one profile --------------------------------------------------------------------------------------
 
 
-def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, costs: Any, bench: bool) -> dict:
+def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, bench: bool, gate_data: Any) -> dict:
     from s2g_deploy.deploy import export
     from s2g_deploy.export.pipeline import ExportOptions
 
     head = {"profile": prof.name, "description": " ".join(prof.description.split()), "source": prof.source}
+    options = ExportOptions(work / prof.name, ckpt_path, profile=prof, measure_latency=False, gate_data=gate_data)
     try:
         # static budgets only: machine-independent selection, hence a reproducible release (module docstring)
-        result = export(ExportOptions(work / prof.name, ckpt_path, profile=prof, measure_latency=False))
+        result = export(options)
     except BudgetInfeasibleError as exc:
         log.warning("release: profile %s is infeasible: %s", prof.name, exc)
-        return {**head, **_infeasible(prof, costs, str(exc))}
+        return {**head, **_infeasible(prof, ckpt_path, str(exc))}
     manifest = result.manifest
-    verdicts = budget_verdicts(prof, None, manifest["params"], manifest["costs"]["macs_per_second"]["network"])
+    parameter_bytes = manifest["costs"]["parameter_bytes"]["graph"]
+    network_macs = manifest["costs"]["macs_per_second"]["network"]
+    verdicts = budget_verdicts(prof, None, manifest["params"], network_macs, parameter_bytes)
     latency = None
     if bench:
         report = _bench(work / prof.name, prof, out / prof.name)
@@ -211,6 +215,10 @@ def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, cost
         "directory": prof.name,
         "subnet": manifest["subnet"],
         "params": manifest["params"],
+        "precision": manifest["precision"],
+        "parameter_bytes": parameter_bytes,
+        "model_bytes": manifest["model"]["file_bytes"],
+        "gate": _release_gate(manifest.get("gate")),
         "macs_per_second": dict(manifest["costs"]["macs_per_second"]),
         "macs_per_chunk": manifest["costs"].get("per_chunk"),
         "quality": _release_quality(manifest["quality"], manifest["subnet"]),
@@ -238,23 +246,41 @@ def _bench(staged: Path, prof: Profile, final: Path) -> Any:
     return report
 
 
-def _infeasible(prof: Profile, costs: Any, reason: str) -> dict:
-    """Which static budget binds and what the cheapest subnet costs against each one."""
+def _release_gate(gate: dict | None) -> dict | None:
+    """The release's record of a quantized export's quality gate: the drops, the SNR, the limit."""
+    if gate is None:
+        return None
+    keep = ("passed", "limit_usdr_drop_db", "drop", "snr_db_vs_fp32", "workload", "data")
+    return {k: gate[k] for k in keep}
+
+
+def _infeasible(prof: Profile, ckpt_path: Path, reason: str) -> dict:
+    """Which static budget binds and what the cheapest subnet costs against each one (bytes at the
+    profile's precision)."""
+    from s2g_deploy.budgets import STATIC_BUDGETS
+    from s2g_deploy.search import search
+
+    # the whole grid, unjudged, its bytes at this profile's precision
+    candidates = search(ckpt_path, None, None, latency_model=None, precision=prof.runtime.precision).candidates
     least = {}
-    for name in ("max_params", "max_macs_per_second"):
+    for name in STATIC_BUDGETS:
         limit = getattr(prof.budgets, name)
         if limit is None:
             continue
-        entry, cost = cheapest(costs.entries, name)
+        entry, cost = cheapest(candidates, name)
         least[name] = {"limit": limit, "subnet": str(entry.subnet), "cost": cost}
     alone = [name for name, c in least.items() if c["cost"] > c["limit"]]
     verdicts = budget_verdicts(prof, None, None, None)
     for name, c in least.items():  # judged on the cheapest subnet: what shows which budget binds
         verdicts[name].update(measured=c["cost"], passed=c["cost"] <= c["limit"], of=f"cheapest subnet {c['subnet']}")
-    nothing = ("directory", "subnet", "params", "macs_per_second", "macs_per_chunk", "quality", "selection")
+    nothing = (
+        *("directory", "subnet", "params", "parameter_bytes", "model_bytes", "gate", "macs_per_second"),
+        *("macs_per_chunk", "quality", "selection"),
+    )
     return {
         "status": "infeasible",
         **dict.fromkeys(nothing),  # the same keys as a built profile's entry, so readers need no special case
+        "precision": prof.runtime.precision,
         "budgets": verdicts,
         "missed": [],
         "latency": None,

@@ -35,8 +35,9 @@ def markdown(document: Mapping[str, Any]) -> str:
             else "Latency not measured (`--no-bench`): run `s2g bench DIR --device PROFILE` on the device."
         ),
         "",
-        f"| profile | status | subnet | params | MACs/s | {metric} (at) | latency (ms per run) | RTF | budgets |",
-        "|---|---|---|---:|---:|---:|---:|---:|---|",
+        f"| profile | status | subnet | params | precision | model file | {metric} drop vs fp32 | MACs/s | "
+        f"{metric} (at) | latency (ms per run) | RTF | budgets |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in document["profiles"]:
         q, lat, rtf = p["quality"], p["latency"], p["budgets"].get("max_real_time_factor")
@@ -46,6 +47,9 @@ def markdown(document: Mapping[str, Any]) -> str:
             p["status"],
             p["subnet"] or "-",
             format_size(p["params"]) if p["params"] else "-",
+            p.get("precision") or "-",
+            f"{format_size(p['model_bytes'])}B" if p.get("model_bytes") else "-",
+            drop_text(p.get("gate")),
             format_size(p["macs_per_second"]["network"]) if p["macs_per_second"] else "-",
             quality_text(q),
             latency_text(p),
@@ -60,8 +64,10 @@ def markdown(document: Mapping[str, Any]) -> str:
             continue
         binding = ", ".join(p["selection"]["binding"]) or "none (the best subnet overall fits)"
         lines.append(
-            f"- **{p['profile']}** -> `{p['directory']}/`: subnet {p['subnet']}, binding budget: {binding}; "
-            f"parity max abs {p['parity_max_abs']:.1e}."
+            f"- **{p['profile']}** -> `{p['directory']}/`: subnet {p['subnet']} stored as {p.get('precision', 'fp32')} "
+            f"({p.get('parameter_bytes') or 0:,} bytes of parameters, model file {p.get('model_bytes') or 0:,} "
+            f"bytes), binding budget: {binding}; parity max abs {p['parity_max_abs']:.1e}."
+            + (_gate_line(p["gate"]) if p.get("gate") else "")
             + (f" Missed on this machine: {', '.join(p['missed'])}." if p["missed"] else "")
         )
         lines += [f"  - note: {n}" for n in [*p["notes"], *((p["latency"] or {}).get("notes") or [])]]
@@ -81,6 +87,25 @@ def markdown(document: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _gate_line(gate: Mapping[str, Any]) -> str:
+    d, data = gate["drop"], gate["data"]
+    return (
+        f" Quality gate: uSDR drop {d['usdr_db_worst_track']:.3f} dB on the worst of {data['tracks']} held-out tracks "
+        f"({d['usdr_db']:.3f} dB mean, cSDR {d.get('csdr_db', float('nan')):.3f} dB) at "
+        f"{gate['workload']['label']}, {data['kind']}."
+    )
+
+
+def drop_text(gate: Mapping[str, Any] | None) -> str:
+    """A quantized profile's quality drop against its own fp32 model (worst gate track), or '-' for fp32."""
+    if not gate:
+        return "-"
+    d = gate["drop"]
+    return (
+        f"{d['usdr_db_worst_track']:.3f} dB (limit {gate['limit_usdr_drop_db']:g}; SNR {gate['snr_db_vs_fp32']:.1f} dB)"
+    )
+
+
 def latency_text(p: Mapping[str, Any]) -> str:
     """A profile entry's latency: at its latency budget's statistic, with the limit, else the headline one."""
     lat, budget = p["latency"], p["budgets"].get("latency_ms")
@@ -96,6 +121,7 @@ def _verdict_text(verdicts: Mapping[str, Mapping[str, Any]]) -> str:
     short = {
         "max_params": "params",
         "max_macs_per_second": "MACs",
+        "max_model_bytes": "bytes",
         "latency_ms": "latency",
         "max_real_time_factor": "RTF",
     }

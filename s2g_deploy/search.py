@@ -1,7 +1,9 @@
 """Budgeted subnet search: the best subnet of a supernet's grid that meets every static budget.
 
-Static budgets are the ones a subnet's cost decides before it runs: parameters and network MACs per
-second of audio. A profile's budgets and explicit ones combine, the tighter of each winning. Among the
+Static budgets are the ones a subnet's cost decides before it runs: parameters, network MACs per
+second of audio and the bytes of the network's parameters at the precision the export will store
+(:func:`s2g_deploy.precision.parameter_bytes`: the profile's ``runtime.precision`` unless told another).
+A profile's budgets and explicit ones combine, the tighter of each winning. Among the
 subnets that meet them, the one with the best measured quality in the checkpoint's quality table wins;
 ties go to fewer MACs, then fewer parameters, then the shallower subnet. Without a quality table the
 largest feasible subnet (most MACs) is chosen, and the result says it is a fallback. The search is
@@ -51,6 +53,7 @@ class Candidate:
     metrics: Mapping[str, float] | None  # the subnet's whole row of the quality table
     violates: tuple[str, ...]  # names of the budgets it exceeds (latency ones: predicted to exceed)
     predicted_latency_ms: float | None = None  # per run of the profile's workload, by the latency model
+    model_bytes: int | None = None  # the network's parameters at the search's precision, bytes
 
     @property
     def feasible(self) -> bool:
@@ -60,6 +63,7 @@ class Candidate:
         return {
             "subnet": str(self.subnet),
             "params": self.params,
+            "model_bytes": self.model_bytes,
             "macs_per_second": self.macs_per_second,
             "macs_per_chunk": self.macs_per_chunk,
             "quality": self.quality,
@@ -88,6 +92,7 @@ class SearchResult:
     costs: CostTable
     notes: tuple[str, ...] = field(default=())
     latency_model: Any = None  # the runtime.latency.LatencyModel that predicted latencies, if any
+    precision: str = "fp32"  # what model_bytes are counted at
 
     @property
     def chunk_seconds(self) -> float | None:
@@ -108,6 +113,7 @@ class SearchResult:
             "weights_sha256": self.weights_sha256,
             "profile": profile.name if profile else None,
             "chunk_seconds": self.chunk_seconds,
+            "precision": self.precision,
             "budgets": {
                 name: {"value": value, "source": self.budget_sources.get(name)} if value is not None else None
                 for name, value in self.budgets.to_dict().items()
@@ -135,11 +141,13 @@ def search(
     budgets: Budgets | None = None,
     profile: Profile | None = None,
     latency_model: Any = "cached",
+    precision: str | None = None,
 ) -> SearchResult:
     """The best subnet of the supernet at ``checkpoint_path`` (default: the bundled one) under the budgets.
 
     ``latency_model``: ``"cached"`` predicts latency budgets with this machine's cached model for the
     profile if there is one; a ``LatencyModel`` uses that one; None judges static budgets only.
+    ``precision``: what model bytes are counted at (default: the profile's ``runtime.precision``, else fp32).
     Raises :class:`BudgetInfeasibleError` (exit code 3) when no subnet meets them, naming the binding
     budget and what the cheapest subnet costs.
     """
@@ -152,8 +160,10 @@ def search(
     chunk = profile.workload.chunk_seconds if profile else None
     quality, quality_note = _quality_at_workload(summary.quality, chunk)
     metric, rows = quality_rows(quality, summary.space, str(summary.path))
+    precision = precision or (profile.runtime.precision if profile else "fp32")
+    model_bytes = _model_bytes(path, costs, precision)
 
-    candidates = _candidates(costs, metric, rows, combined, chunk)
+    candidates = _candidates(costs, metric, rows, combined, chunk, model_bytes)
     notes = [quality_note] if quality_note else []
     model = _latency_model(latency_model, path, profile)
     if model is not None:
@@ -165,7 +175,7 @@ def search(
         )
     feasible = [c for c in candidates if c.feasible]
     if not feasible:
-        raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources, profile))
+        raise BudgetInfeasibleError(_infeasible_message(candidates, combined, sources, profile, precision))
     chosen, fallback, better = _choose(candidates, feasible, metric, notes)
     if profile is not None and model is None:
         notes += _measured_budget_notes(profile)
@@ -184,10 +194,26 @@ def search(
         costs=costs,
         notes=tuple(notes),
         latency_model=model,
+        precision=precision,
     )
 
 
-def _candidates(costs: CostTable, metric: str | None, rows: Mapping, budgets: Budgets, chunk: float | None) -> tuple:
+def _model_bytes(path, costs: CostTable, precision: str) -> dict[Subnet, int]:
+    """Every subnet's parameter bytes at ``precision`` (closed form, from the checkpoint's header)."""
+    from s2g_deploy.checkpoint import read_meta
+    from s2g_deploy.precision import check_precision, parameter_bytes
+
+    check_precision(precision, "--precision")
+    config = read_meta(path).config
+    return {
+        e.subnet: parameter_bytes(config.with_size(feature_dim=e.subnet.width, num_blocks=e.subnet.depth), precision)
+        for e in costs.entries
+    }
+
+
+def _candidates(
+    costs: CostTable, metric: str | None, rows: Mapping, budgets: Budgets, chunk: float | None, model_bytes: Mapping
+) -> tuple:
     """Every subnet of the grid with its costs, quality and static-budget verdict, in grid order."""
     return tuple(
         Candidate(
@@ -197,7 +223,8 @@ def _candidates(costs: CostTable, metric: str | None, rows: Mapping, budgets: Bu
             macs_per_chunk=costs.macs_per_chunk(e.subnet, chunk) if chunk is not None else None,
             quality=rows[e.subnet][metric] if e.subnet in rows else None,
             metrics=rows.get(e.subnet),
-            violates=violations(e.params, e.macs_per_second, budgets),
+            violates=violations(e.params, e.macs_per_second, budgets, model_bytes[e.subnet]),
+            model_bytes=model_bytes[e.subnet],
         )
         for e in costs.entries
     )
@@ -288,7 +315,11 @@ def _by_size(c: Candidate) -> tuple:
 
 
 def _infeasible_message(
-    candidates: tuple[Candidate, ...], budgets: Budgets, sources: Mapping[str, str], profile: Profile | None = None
+    candidates: tuple[Candidate, ...],
+    budgets: Budgets,
+    sources: Mapping[str, str],
+    profile: Profile | None = None,
+    precision: str = "fp32",
 ) -> str:
     """Name the budget no subnet meets and what the cheapest subnet costs against it."""
     static_ok = [c for c in candidates if not set(c.violates) - set(MEASURED_BUDGETS)]
@@ -310,18 +341,23 @@ def _infeasible_message(
             parts.append(
                 f"{name} = {format_size(limit)} ({sources[name]}) is below the cheapest subnet, "
                 f"{least.subnet}, at {format_size(cost)} {COST_NAMES[name]}"
+                + (f" at {precision}" if name == "max_model_bytes" else "")
             )
     if parts:
         return "no subnet meets the budget: " + "; ".join(parts)
     # Each budget alone can be met, but not together.
-    by_macs = min(candidates, key=lambda c: (c.macs_per_second, c.params))
-    by_params = min(candidates, key=lambda c: (c.params, c.macs_per_second))
-    return (
-        f"no subnet meets max_params = {format_size(budgets.max_params)} ({sources['max_params']}) and "
-        f"max_macs_per_second = {format_size(budgets.max_macs_per_second)} ({sources['max_macs_per_second']}) "
-        f"together: the cheapest by MACs, {by_macs.subnet}, has {format_size(by_macs.params)} params; "
-        f"the smallest by params, {by_params.subnet}, needs {format_size(by_params.macs_per_second)} MACs/s"
-    )
+    set_ = [name for name, limit in budgets.to_dict().items() if limit is not None]
+    limits = " and ".join(f"{n} = {format_size(getattr(budgets, n))} ({sources[n]})" for n in set_)
+    least = []
+    for name in set_:
+        c, cost = cheapest(candidates, name)
+        others = ", ".join(f"{format_size(_cost_of(c, o))} {COST_NAMES[o]}" for o in set_ if o != name)
+        least.append(f"the cheapest by {COST_NAMES[name]}, {c.subnet}, needs {others}")
+    return f"no subnet meets {limits} together: " + "; ".join(least)
+
+
+def _cost_of(c: Candidate, name: str) -> float:
+    return {"max_params": c.params, "max_macs_per_second": c.macs_per_second, "max_model_bytes": c.model_bytes}[name]
 
 
 def pareto_front(candidates: tuple[Candidate, ...] | list[Candidate]) -> tuple[Candidate, ...]:

@@ -4,7 +4,8 @@ For every directory: ``SHA256SUMS`` matches and lists every file; for every expo
 parses and agrees with the files, ``dense.safetensors`` loads (its weights hash checked), ``model.onnx``
 loads in a fresh onnxruntime session and matches the dense PyTorch model on a fresh random input (a
 seed and length none of the export's own parity checks used, batch of two) within the export's
-tolerance. For a release also: ``release.json`` parses and lists exactly the export directories there.
+tolerance (for a quantized export: at least the SNR its quality gate set for parity). For a release
+also: ``release.json`` parses and lists exactly the export directories there.
 Every problem is collected; one :class:`VerificationError` (exit 4) names them all.
 """
 
@@ -41,6 +42,8 @@ class ExportCheck:
     input_shape: tuple[int, ...]
     max_abs: float
     tolerance_abs: float
+    snr_db: float | None = None  # quantized exports: output SNR against the dense model
+    required_snr_db: float | None = None  # ... and what its quality gate demands
 
 
 @dataclass(frozen=True)
@@ -148,6 +151,8 @@ def _export(directory: Path, seed: int, problems: list[str]) -> ExportCheck | No
         avoid = {manifest["settings"]["trace_samples"], *manifest["settings"]["parity_lengths_samples"]}
         dense_sha = manifest["hashes"]["dense_weights_sha256"]
         recorded = dict(manifest["hashes"]["files"])
+        quantization = manifest.get("quantization")
+        required = quantization["parity"]["required_snr_db"] if quantization else None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         problems.append(f"{directory / MANIFEST}: does not parse as an s2g export manifest ({exc})")
         return None
@@ -156,13 +161,14 @@ def _export(directory: Path, seed: int, problems: list[str]) -> ExportCheck | No
         if not f.is_file() or sha256_file(f) != digest:
             problems.append(f"{f}: missing or differs from the hash {MANIFEST} records")
     try:
-        return _compare(directory, model_file, io, subnet, dense_sha, tolerance, avoid, seed, problems)
+        return _compare(directory, model_file, io, subnet, dense_sha, (tolerance, required), avoid, seed, problems)
     except S2GError as exc:
         problems.append(f"{directory}: {exc}")
         return None
 
 
-def _compare(directory, model_file, io, subnet, dense_sha, tolerance, avoid, seed, problems) -> ExportCheck | None:
+def _compare(directory, model_file, io, subnet, dense_sha, limits, avoid, seed, problems) -> ExportCheck | None:
+    """``limits``: (absolute tolerance, the quantized export's required SNR in dB or None)."""
     import numpy as np
     import onnxruntime as ort
     import torch
@@ -201,6 +207,14 @@ def _compare(directory, model_file, io, subnet, dense_sha, tolerance, avoid, see
             reference = exportable(model, io)(feed)
     got = session.run(None, {session.get_inputs()[0].name: feed.numpy()})[0]
     err = float(np.abs(got - reference.numpy()).max())
+    tolerance, required = limits
+    if required is not None:  # int8: the SNR the quality gate set, as the export's own parity demanded
+        from s2g_deploy.export.gate import snr_db
+
+        snr = min(snr_db(a, b) for a, b in zip(reference.numpy(), got, strict=True))
+        if not snr >= required:
+            problems.append(f"{directory / model_file}: SNR {snr:.1f} dB against {DENSE_FILE} < {required:.1f} dB")
+        return ExportCheck(directory.name, subnet, io, tuple(feed.shape), err, tolerance, snr, required)
     if not err <= tolerance:
         problems.append(f"{directory / model_file}: differs from {DENSE_FILE} by {err:.2e} > {tolerance:g}")
     return ExportCheck(directory.name, subnet, io, tuple(feed.shape), err, tolerance)
@@ -214,8 +228,12 @@ def describe(report: VerifyReport) -> list[str]:
     ]
     for e in report.exports:
         shape = "x".join(map(str, e.input_shape))
+        verdict = (
+            f"SNR {e.snr_db:.1f} dB >= {e.required_snr_db:.1f} dB (quantized)"
+            if e.required_snr_db is not None
+            else f"max abs {e.max_abs:.1e} <= {e.tolerance_abs:g}"
+        )
         lines.append(
-            f"  {e.directory}: {e.subnet}, ONNX vs dense model on a fresh {shape} input (seed {report.seed}): "
-            f"max abs {e.max_abs:.1e} <= {e.tolerance_abs:g}"
+            f"  {e.directory}: {e.subnet}, ONNX vs dense model on a fresh {shape} input (seed {report.seed}): {verdict}"
         )
     return lines

@@ -84,3 +84,16 @@ def test_speed_quick(tmp_path):
     assert report["latency_vs_macs"]["total_macs"]["smallest_over_largest"] > 0
     md = (tmp_path / "speed_quick.md").read_text()
     assert "| 2x8 |" in md and "previous export format" in md
+
+
+def test_quantization_quick(tmp_path):
+    done = _quick("quantization.py", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "quantization_quick.json").read_text())
+    assert [row["case"] for row in report["rows"]] == ["earbud", "2x8 @ 1 s"]
+    for row in report["rows"]:
+        assert row["latency_ms"]["fp32"] > 0 and row["latency_ms"]["int8"] > 0
+        assert len(row["latency_ms"]["rounds"]["fp32"]) == len(row["latency_ms"]["rounds"]["int8-dynamic"]) == 2
+        assert row["int8_speedup"] == row["latency_ms"]["fp32"] / row["latency_ms"]["int8"]
+        assert row["file_bytes"]["int8"] < row["file_bytes"]["fp32"] and row["gate"]["passed"]
+    assert "| earbud | 2x4 |" in (tmp_path / "quantization_quick.md").read_text()

@@ -54,7 +54,8 @@ def render(report) -> None:
 
     lat, session = report.latency_ms, report.session
     stdout.print(
-        f"[bold]{report.model}[/]: subnet {report.subnet}, profile [bold]{report.profile}[/], input "
+        f"[bold]{report.model}[/]: subnet {report.subnet} ({report.precision}), profile [bold]{report.profile}[/], "
+        "input "
         f"{'x'.join(map(str, report.input_shape))} ({report.batch} x {report.chunk_seconds:g} s), "
         f"{session['execution_provider']}, {session['intra_op_threads']} intra-op / "
         f"{session['inter_op_threads']} inter-op threads, optimisation {session['graph_optimization_level']}"

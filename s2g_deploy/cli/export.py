@@ -26,6 +26,18 @@ def export(
         str, typer.Option(help="waveform: samples in and out; spectrogram: only the mask network.")
     ] = "waveform",
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the profile's, else 17).")] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="fp32, int8-dynamic or fp16 (default: the profile's runtime.precision, else fp32)."),
+    ] = None,
+    gate_data: Annotated[
+        Path | None,
+        typer.Option(help="Held-out stems folder for the int8 quality gate (default: tracks rendered now)."),
+    ] = None,
+    max_quality_drop: Annotated[
+        float | None,
+        typer.Option(help="Largest uSDR drop (dB) the quality gate accepts (default: the profile's, else 0.5)."),
+    ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing export directory.")] = False,
     measure_latency: Annotated[
         bool,
@@ -57,6 +69,9 @@ def export(
             opset=opset,
             measure_latency=measure_latency,
             calibrate=True,  # the command calibrates a profile's latency model when it has none (README)
+            precision=precision,
+            gate_data=gate_data,
+            max_quality_drop_db=max_quality_drop,
         )
     if json_:
         emit_json(result.to_dict())
@@ -68,6 +83,25 @@ def _budgets(budget_macs: str | None, budget_params: str | None):
     from s2g_deploy.budgets import Budgets
 
     return Budgets.from_sizes(budget_macs, budget_params)
+
+
+def _render_precision(m: dict) -> None:
+    pb = m["costs"]["parameter_bytes"]
+    stdout.print(
+        f"  precision {m['precision']}: {pb['graph']:,} bytes of network parameters, model file "
+        f"{m['model']['file_bytes']:,} bytes",
+        highlight=False,
+    )
+    gate = m.get("gate")
+    if gate:
+        d, q = gate["drop"], m["quantization"]
+        stdout.print(
+            f"  quality gate ({gate['workload']['label']}, {gate['data']['tracks']} tracks, {gate['data']['kind']}): "
+            f"uSDR drop {d['usdr_db_worst_track']:.3f} dB worst track, {d['usdr_db']:.3f} dB mean (limit "
+            f"{gate['limit_usdr_drop_db']:g} dB), SNR vs fp32 {gate['snr_db_vs_fp32']:.1f} dB: [green]passed[/]; "
+            f"reduce_range {q['reduce_range']}",
+            highlight=False,
+        )
 
 
 def _render_export(result) -> None:
@@ -100,6 +134,7 @@ def _render_export(result) -> None:
     for s in p.stages:
         table.add_row(s.stage, f"{s.max_abs:.1e}", f"{s.max_rel:.1e}", *(f"{s.by_length[n]:.1e}" for n in p.lengths))
     stdout.print(table)
+    _render_precision(m)
     latency = m.get("latency")
     if latency:
         tries = len(latency["attempts"])

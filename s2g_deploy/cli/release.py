@@ -32,6 +32,12 @@ def release(
         typer.Option(help="Exit 0 even if a profile cannot be satisfied or misses a latency budget (still reported)."),
     ] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing release directory.")] = False,
+    gate_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Held-out stems folder for the quality gate of int8 profiles (default: tracks rendered now)."
+        ),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress on stderr.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print release.json's content on stdout.")] = False,
 ) -> None:
@@ -45,7 +51,13 @@ def release(
 
     with progress(verbose):
         result = api.release(
-            checkpoint, profiles, out, bench=bench, allow_infeasible=allow_infeasible, overwrite=overwrite
+            checkpoint,
+            profiles,
+            out,
+            bench=bench,
+            allow_infeasible=allow_infeasible,
+            overwrite=overwrite,
+            gate_data=gate_data,
         )
     if json_:
         emit_json(result.to_dict())
@@ -59,13 +71,17 @@ def release(
 def _render(result) -> None:
     from rich.table import Table
 
-    from s2g_deploy.release_notes import latency_text, quality_text
+    from s2g_deploy.release_notes import drop_text, latency_text, quality_text
     from s2g_deploy.units import format_size
 
     doc = result.document
     table = Table(title=f"{esc(result.out)}: release of supernet {doc['supernet']['weights_sha256'][:12]}")
-    for column in ("profile", "status", "subnet", "params", "MACs/s", doc["supernet"]["quality_metric"] or "quality"):
-        table.add_column(column, justify="right" if column not in ("profile", "status", "subnet") else "left")
+    metric = doc["supernet"]["quality_metric"] or "quality"
+    columns = ("profile", "status", "subnet", "params", "precision", "file", "drop vs fp32", "MACs/s", metric)
+    for column in columns:
+        table.add_column(
+            column, justify="right" if column not in ("profile", "status", "subnet", "precision") else "left"
+        )
     table.add_column("latency, ms", justify="right")
     colours = {"ok": "green", "infeasible": "red", "missed": "yellow"}
     for p in doc["profiles"]:
@@ -74,6 +90,9 @@ def _render(result) -> None:
             f"[{colours[p['status']]}]{p['status']}[/]",
             p["subnet"] or "-",
             format_size(p["params"]) if p["params"] else "-",
+            p["precision"] or "-",
+            f"{format_size(p['model_bytes'])}B" if p["model_bytes"] else "-",
+            drop_text(p["gate"]),
             format_size(p["macs_per_second"]["network"]) if p["macs_per_second"] else "-",
             quality_text(p["quality"]),
             latency_text(p),

@@ -25,6 +25,10 @@ def search(
     profile: Annotated[
         str | None, typer.Option(help="Device profile: a shipped name (see `s2g profiles list`) or a .toml path.")
     ] = None,
+    precision: Annotated[
+        str | None,
+        typer.Option(help="Count model bytes at fp32, int8-dynamic or fp16 (default: the profile's precision)."),
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Show every subnet of the grid, not only the front.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
 ) -> None:
@@ -35,7 +39,8 @@ def search(
     from s2g_deploy import api  # torch-free: a warm search must not import torch (benchmarks/search_speed.py)
     from s2g_deploy.budgets import Budgets
 
-    result = api.search(checkpoint, budgets=Budgets.from_sizes(budget_macs, budget_params), profile=profile)
+    budgets = Budgets.from_sizes(budget_macs, budget_params)
+    result = api.search(checkpoint, budgets=budgets, profile=profile, precision=precision)
     if json_:
         emit_json(result.to_dict())
         return
@@ -66,7 +71,7 @@ def _render(result, show_all: bool) -> None:
     )
     stdout.print(
         f"[bold green]chosen subnet {chosen.subnet}[/]: {format_size(chosen.macs_per_second)} MACs per second "
-        f"of audio{chunk}, {chosen.params:,} params{quality}"
+        f"of audio{chunk}, {chosen.params:,} params ({chosen.model_bytes:,} bytes at {result.precision}){quality}"
     )
     if result.fallback:
         stdout.print("[yellow]  fallback: no quality table ranks the feasible subnets; this is the largest one[/]")
@@ -81,14 +86,16 @@ def _render(result, show_all: bool) -> None:
         table = Table(title=title)
         predicted = result.latency_model is not None
         latency = [f"predicted {result.latency_model.statistic} ms"] if predicted else []
-        for column in ("subnet", "MACs/s", "params", *latency, result.metric or "quality", "feasible"):
+        columns = ("subnet", "MACs/s", "params", f"bytes ({result.precision})", *latency)
+        for column in (*columns, result.metric or "quality", "feasible"):
             table.add_column(column, justify="left" if column == "subnet" else "right")
         for c in rows:
             mark = " *" if c.subnet == chosen.subnet else ""
             q = f"{c.quality:.2f}" if c.quality is not None else "-"
             feasible = "yes" if c.feasible else "no: " + ", ".join(c.violates)
             ms = [f"{c.predicted_latency_ms:.2f}"] if predicted else []
-            table.add_row(f"{c.subnet}{mark}", format_size(c.macs_per_second), f"{c.params:,}", *ms, q, feasible)
+            size = format_size(c.model_bytes)
+            table.add_row(f"{c.subnet}{mark}", format_size(c.macs_per_second), f"{c.params:,}", size, *ms, q, feasible)
         stdout.print(table)
     elif not show_all:
         stdout.print("  no Pareto front without a quality table (--all lists every subnet)")

@@ -74,11 +74,44 @@ def metadata_props(facts: dict[str, Any]) -> dict[str, str]:
         "s2g.dense_weights_sha256": facts["dense_weights_sha256"],
         "s2g.profile": facts["profile"] or "",
         "s2g.versions": _json(facts["versions"]),
+        "s2g.precision": facts.get("precision", "fp32"),
+        "s2g.parameter_bytes": str(costs.get("parameter_bytes", {}).get("graph", "")),
+        **_precision_props(facts),
     }
     target = (facts.get("training") or {}).get("target")
     if target:  # the source it separates: s2g separate names its outputs after it
         props["s2g.target"] = str(target)
     return props
+
+
+def _precision_props(facts: dict[str, Any]) -> dict[str, str]:
+    """How the weights were quantized, on which CPU features, and the quality gate's verdict (rounded)."""
+    q, gate = facts.get("quantization"), facts.get("gate")
+    if not q:
+        return {}
+    keep = (
+        "method",
+        "weight_type",
+        "per_channel",
+        "reduce_range",
+        "reduce_range_reason",
+        "op_types_to_quantize",
+        "cpu",
+    )
+    return {
+        "s2g.quantization": _json({k: q[k] for k in keep}),
+        "s2g.macs_by_precision": _json(facts["costs"]["macs_by_precision"]),
+        "s2g.gate": _json(
+            {
+                "passed": gate["passed"],
+                "limit_usdr_drop_db": gate["limit_usdr_drop_db"],
+                "drop": gate["drop"],
+                "snr_db_vs_fp32": gate["snr_db_vs_fp32"],
+                "workload": gate["workload"]["label"],
+                "data": {k: gate["data"].get(k) for k in ("kind", "tracks", "seconds", "sha256")},
+            }
+        ),
+    }
 
 
 def with_metadata(model_bytes: bytes, facts: dict[str, Any]) -> bytes:
@@ -117,7 +150,15 @@ def _fmt(n: float) -> str:
 
 def model_card(facts: dict[str, Any]) -> str:
     """``model_card.md``: what the model is, how to run it, what it costs, and the evidence."""
-    sections = (_card_io, _card_usage, _card_cost, _card_verification, _card_quality, _card_provenance)
+    sections = (
+        _card_io,
+        _card_usage,
+        _card_cost,
+        _card_verification,
+        _card_precision,
+        _card_quality,
+        _card_provenance,
+    )
     return "\n".join(line for section in sections for line in section(facts))
 
 
@@ -211,6 +252,41 @@ def _card_verification(facts: dict[str, Any]) -> list[str]:
         "| --- | --- | --- |",
         *(f"| {s.stage} | {s.max_abs:.1e} | {s.max_rel:.1e} |" for s in parity.stages),
     ]
+
+
+def _card_precision(facts: dict[str, Any]) -> list[str]:
+    """What precision the weights are stored in and, for a quantized model, the gate that admitted it."""
+    pb = facts["costs"].get("parameter_bytes") or {}
+    q, gate = facts.get("quantization"), facts.get("gate")
+    lines = [
+        "",
+        "## Precision",
+        "",
+        f"Weights stored as **{facts.get('precision', 'fp32')}**: {pb.get('graph', 0):,} bytes of network parameters.",
+    ]
+    if not q:
+        return lines
+    cpu = q["cpu"] or {}
+    g, d = gate, gate["drop"]
+    lines += [
+        "",
+        f"Quantized with onnxruntime `quantize_dynamic` after onnxsim: {q['weight_type']} weights, per-channel "
+        f"{q['per_channel']}, reduce_range {q['reduce_range']} ({q['reduce_range_reason']}); CPU VNNI flags "
+        f"found: {', '.join(cpu.get('flags') or []) or 'none'}. {q['op_counts']['DynamicQuantizeLSTM']} "
+        f"DynamicQuantizeLSTM and {q['op_counts']['MatMulInteger']} MatMulInteger nodes; the STFT/iSTFT basis "
+        "stays float32 (computed in the graph when the session loads). Every network MAC runs as int8 "
+        f"({_fmt(facts['costs']['macs_by_precision']['int8'])} per second); the STFT/iSTFT runs in float32. "
+        "`DynamicQuantizeLSTM` is an onnxruntime operator: other runtimes need the fp32 export.",
+        "",
+        f"Quality gate (against this model's own fp32 export, {g['workload']['label']}, {g['data']['tracks']} "
+        f"held-out tracks of {g['data']['seconds']:g} s, {g['data']['kind']}): uSDR drop "
+        f"{d['usdr_db_worst_track']:.3f} dB on the worst track (limit {g['limit_usdr_drop_db']:g} dB), "
+        f"{d['usdr_db']:.3f} dB on average, cSDR drop {d.get('csdr_db', float('nan')):.3f} dB; output SNR against "
+        f"fp32 {g['snr_db_vs_fp32']:.1f} dB. Parity against the fp32 file required SNR >= "
+        f"{q['parity']['required_snr_db']:.1f} dB at {len(q['parity']['lengths_samples'])} lengths and measured "
+        f"{q['parity']['min_snr_db']:.1f} dB.",
+    ]
+    return lines
 
 
 def _card_quality(facts: dict[str, Any]) -> list[str]:

@@ -58,6 +58,8 @@ from s2g_deploy.export.parity import (
     parity_stages,
 )
 from s2g_deploy.models.registry import architecture_of
+from s2g_deploy.precision import check_precision, check_runnable
+from s2g_deploy.profiles import DEFAULT_MAX_QUALITY_DROP_DB
 from s2g_deploy.quality import restrict, subnet_quality
 from s2g_deploy.slicing import slice_subnet
 from s2g_deploy.subnet import Subnet
@@ -84,6 +86,9 @@ class ExportOptions:
     measure_latency: bool = True
     calibrate: bool = False  # a profile's latency budgets: calibrate this machine's latency model if it has none
     parity_seconds: tuple[float, ...] | None = None  # the lengths parity runs at (default: parity.PARITY_SECONDS)
+    precision: str | None = None  # fp32 | int8-dynamic | fp16 (default: the profile's runtime.precision, else fp32)
+    gate_data: str | os.PathLike | None = None  # held-out stems for the quality gate (default: rendered now)
+    max_quality_drop_db: float | None = None  # the gate's limit (default: the profile's, else 0.5 dB)
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,8 @@ class ExportJob:
     subnet: Subnet | None  # explicit; None: to be chosen
     opset: int
     notes: tuple[str, ...]
+    precision: str = "fp32"  # resolved: the option, else the profile's
+    max_quality_drop_db: float = DEFAULT_MAX_QUALITY_DROP_DB
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, in the manifest
 
@@ -136,6 +143,10 @@ class ExportResult:
             "quality": self.manifest["quality"],
             "timings_s": self.manifest["timings_s"],
             "latency": self.manifest.get("latency"),
+            "precision": self.manifest["precision"],
+            "model_bytes": self.manifest["model"]["file_bytes"],
+            "parameter_bytes": self.manifest["costs"]["parameter_bytes"]["graph"],
+            "gate": self.manifest.get("gate"),
         }
 
 
@@ -163,12 +174,29 @@ def validate(options: ExportOptions, profile: Any = None, extra_notes: tuple[str
     notes = list(extra_notes)
     for note in extra_notes:
         log.warning("%s", note)
-    precision = getattr(runtime, "precision", "fp32")
-    if precision != "fp32":  # said out loud, never silently: quantization is a separate step
-        notes.append(f"profile {prof.name!r} runs {precision}; this export is fp32 and must be quantized separately")
-        log.warning("%s", notes[-1])
+    precision, max_drop = _check_precision(options, prof)
     _check_selection(ckpt_path, meta, subnet, options.budgets, prof)
-    return ExportJob(options, out, ckpt_path, meta, prof, subnet, opset, tuple(notes))
+    return ExportJob(options, out, ckpt_path, meta, prof, subnet, opset, tuple(notes), precision, max_drop)
+
+
+def _check_precision(options: ExportOptions, prof: Any) -> tuple[str, float]:
+    """The precision and the quality gate's limit this export uses; refusals name the option."""
+    runtime = getattr(prof, "runtime", None)
+    if options.precision is not None:
+        precision = check_precision(options.precision, "--precision")
+    else:
+        precision = getattr(runtime, "precision", "fp32")
+    check_runnable(precision, getattr(runtime, "execution_provider", "CPUExecutionProvider"), "--precision")
+    if precision != "fp32" and options.io != "waveform":
+        raise InputError(f"--precision {precision} needs --io waveform: the quality gate separates audio with the file")
+    max_drop = options.max_quality_drop_db
+    if max_drop is None:
+        max_drop = getattr(runtime, "max_quality_drop_db", DEFAULT_MAX_QUALITY_DROP_DB)
+    elif isinstance(max_drop, bool) or not isinstance(max_drop, int | float) or not 0 <= max_drop <= 100:
+        raise InputError(f"--max-quality-drop must be a number of dB from 0 to 100, got {max_drop!r}")
+    if options.gate_data is not None and not Path(options.gate_data).is_dir():
+        raise InputError(f"--gate-data {options.gate_data}: no such directory (give a stems folder)")
+    return precision, float(max_drop)
 
 
 def _check_selection(ckpt_path: Path, meta: CheckpointMeta, subnet, budgets, prof) -> None:
@@ -276,7 +304,9 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
         dense_sha = write_dense(work / DENSE_FILE, dense, subnet, parent_sha, ckpt.meta)
         raw, simplified, simplify_info = export_onnx(job, dense, subnet, trace_samples)
         parity, stages = verify_parity(job, supernet, subnet, dense, raw, simplified, lengths, trace_samples)
+        shipped, lowered = apply_precision(job, simplified, config, lengths, ckpt.meta.training)
         costs, count_samples = count_costs(job, dense, simplified)
+        costs.update(precision_costs(job, config, costs, shipped))
         facts = {
             "subnet": str(subnet),
             "params": architecture_of(config).count_params(config),
@@ -294,15 +324,78 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
             "profile": getattr(job.profile, "name", None),
             "versions": export_versions(),
             "training": dict(ckpt.meta.training),
+            **lowered,
         }
-        final = describe.with_metadata(simplified, facts)
-        check_final(final, job.io, config, stages[0][1], parity.tolerance_abs, lengths[0])
+        final = describe.with_metadata(shipped, facts)
+        if job.precision == "fp32":
+            check_final(final, job.io, config, stages[0][1], parity.tolerance_abs, lengths[0])
+        else:
+            from s2g_deploy.export.gate import check_same_outputs
+
+            check_same_outputs(final, shipped, lengths[0], config.sample_rate_hz)
         (work / MODEL_FILE).write_bytes(final)
         (work / CARD_FILE).write_text(describe.model_card(facts), encoding="utf-8")
         job.timings["total"] = time.perf_counter() - job.started
         settings = _settings(job, trace_samples, simplify_info, lengths, count_samples)
         manifest = build_manifest(job, ckpt, choice, facts, settings, work)
         yield Staged(job, staging, subnet, parity, costs, manifest)
+
+
+def apply_precision(job: ExportJob, simplified: bytes, config: Any, lengths, training: Mapping) -> tuple[bytes, dict]:
+    """(the model to ship, its facts: precision, quantization, gate). fp32 ships the simplified file.
+
+    int8-dynamic: quantize (:mod:`~s2g_deploy.export.quantize`), compute the STFT basis in the graph
+    (:mod:`~s2g_deploy.export.compact`), check the op types, then the quality gate against the simplified
+    fp32 file and parity at the gate's tolerance (:mod:`~s2g_deploy.export.gate`); either failing is exit 4.
+    """
+    if job.precision == "fp32":
+        return simplified, {"precision": "fp32", "quantization": None, "gate": None}
+    from s2g_deploy.export import compact, gate, gate_data, quantize
+    from s2g_deploy.precision import quantization_settings
+
+    sr = config.sample_rate_hz
+    t = time.perf_counter()
+    quantized = quantize.quantize(simplified, quantization_settings())
+    model, compacted = compact.compute_basis_in_graph(quantized.model, config.n_fft)
+    quantize.check_quantized(model, simplified)
+    job.timings["quantize"] = time.perf_counter() - t
+    target = str(training.get("target") or (training.get("data_description") or {}).get("target") or "vocals")
+    data = gate_data.gate_data(job.options.gate_data, sr, target)
+    report = gate.run_gate(simplified, model, data, _chunk_seconds(job.profile), job.max_quality_drop_db, job.precision)
+    parity = gate.quantized_parity(simplified, model, lengths, sr, report.required_snr_db)
+    job.timings["gate"] = time.perf_counter() - t - job.timings["quantize"]
+    record = {**quantized.to_dict(), "in_graph_basis": compacted.to_dict(), "parity": parity.to_dict()}
+    return model, {"precision": job.precision, "quantization": record, "gate": report.to_dict()}
+
+
+def precision_costs(job: ExportJob, config: Any, costs: Mapping, shipped: bytes) -> dict:
+    """Parameter bytes at the stored precision (closed form, checked on the graph) and which MACs run as int8."""
+    from s2g_deploy.export.quantize import check_parameter_bytes
+    from s2g_deploy.precision import parameter_bytes
+
+    expected = parameter_bytes(config, job.precision)
+    eight_bit = None
+    if job.precision == "int8-dynamic":
+        elements, channels = architecture_of(config).quantizable_weights(config)
+        eight_bit = elements + channels  # int8 weights and one int8 zero point per output channel
+    mps = costs["macs_per_second"]
+    # check_quantized proved every network MatMul and LSTM quantized: all network MACs run as int8
+    int8 = mps["network"] if job.precision in ("int8-dynamic",) else 0
+    return {
+        "parameter_bytes": {
+            "precision": job.precision,
+            "closed_form": expected,
+            "graph": check_parameter_bytes(shipped, expected, eight_bit),
+            "counts": "the network's weights, biases and norm parameters as stored (int8 weights with a float32 "
+            "scale and int8 zero point per output channel); not the STFT/iSTFT constants",
+        },
+        "macs_by_precision": {
+            "int8": int8,
+            "float32": mps["total"] - int8,
+            "unit": "MACs per second of audio",
+            "int8_ops": ["MatMulInteger", "DynamicQuantizeLSTM"] if int8 else [],
+        },
+    }
 
 
 def _chunk_seconds(profile: Any) -> float | None:
@@ -368,7 +461,7 @@ def _settings(job: ExportJob, trace_samples: int, simplify_info: dict, lengths, 
     return {
         "exporter": "torch.onnx.export(dynamo=False)",
         "graph_format": GRAPH_FORMAT,
-        "precision": "fp32",
+        "precision": job.precision,
         "opset": job.opset,
         "io": job.io,
         "trace_samples": trace_samples,
@@ -393,11 +486,22 @@ def build_manifest(job: ExportJob, ckpt: Checkpoint, choice: Choice, facts: dict
             "subnet": facts["subnet"] if choice.selection["method"] == "explicit" else None,
             "budgets": options.budgets.to_dict() if options.budgets is not None else None,
             "profile": facts["profile"],
+            "precision": options.precision,
+            "gate_data": str(options.gate_data) if options.gate_data is not None else None,
             "io": job.io,
             "opset": job.opset,
         },
         "settings": settings,
-        "model": {"file": MODEL_FILE, **facts["io"], "sample_rate_hz": facts["sample_rate_hz"], "stft": facts["stft"]},
+        "model": {
+            "file": MODEL_FILE,
+            "file_bytes": (work / MODEL_FILE).stat().st_size,
+            **facts["io"],
+            "sample_rate_hz": facts["sample_rate_hz"],
+            "stft": facts["stft"],
+        },
+        "precision": facts["precision"],
+        "quantization": facts["quantization"],
+        "gate": facts["gate"],
         "subnet": facts["subnet"],
         "selection": dict(choice.selection),
         "params": facts["params"],

@@ -120,6 +120,28 @@ def _half_bases(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     return bases[0], bases[1]
 
 
+def inverse_row_scales(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 (2 Fe, 1) and (2 Fo, 1): the inverse real DFT's c_k / n_fft for the rows of :func:`_half_bases`."""
+    _, scale, _ = _dft_basis(n_fft)  # (2F, 1) as [Re; Im] of the bins in natural order
+    c = scale[: n_fft // 2 + 1, 0]
+    return torch.cat([c[0::2], c[0::2]])[:, None], torch.cat([c[1::2], c[1::2]])[:, None]
+
+
+def framed_constants(n_fft: int) -> dict[str, tuple[int, torch.Tensor | None, bool]]:
+    """How each large constant of the framed STFT/iSTFT is made from :func:`_half_bases`.
+
+    {buffer: (parity, float64 row scale or None, transposed)}: the bases of :class:`FramedSTFT` are
+    transposed and unscaled, those of :class:`FramedISTFT` scaled by :func:`inverse_row_scales`.
+    """
+    ce, co = inverse_row_scales(n_fft)
+    return {
+        "stft.even": (0, None, True),
+        "stft.odd": (1, None, True),
+        "istft.even": (0, ce, False),
+        "istft.odd": (1, co, False),
+    }
+
+
 class FramedSTFT(nn.Module):
     """Waveform (B, S) -> spectrogram (T, B, 2, F) time-major, T = 1 + S // hop: ``models.bsrnn.stft``.
 
@@ -169,10 +191,8 @@ class FramedISTFT(nn.Module):
             raise ValueError(f"FramedISTFT needs n_fft a multiple of 4 and of hop, got {n_fft}/{hop_length}")
         self.n_fft, self.hop_length = n_fft, hop_length
         even, odd = _half_bases(n_fft)
-        _, scale, window = _dft_basis(n_fft)  # scale: (2F, 1) as [Re; Im] of bins in natural order
-        n_bins = n_fft // 2 + 1
-        c = scale[:n_bins, 0]
-        ce, co = torch.cat([c[0::2], c[0::2]])[:, None], torch.cat([c[1::2], c[1::2]])[:, None]
+        ce, co = inverse_row_scales(n_fft)
+        _, _, window = _dft_basis(n_fft)
         self.register_buffer("even", (even * ce).float().contiguous(), persistent=False)  # (2 Fe, h)
         self.register_buffer("odd", (odd * co).float().contiguous(), persistent=False)  # (2 Fo, h)
         self.register_buffer("window", window.float(), persistent=False)  # (n_fft,)

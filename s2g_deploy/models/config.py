@@ -4,6 +4,7 @@ and costs read them without importing torch)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
 
 
@@ -86,6 +87,23 @@ def count_params(config: BSRNNConfig) -> int:
     # mask estimation: per band GroupNorm(N) + Linear(N, M) + Linear(M, 4G), summed over bands
     mask = K * (2 * n + n * m + m) + 4 * bins * m + 4 * bins
     return band_split + L * 2 * residual + mask
+
+
+def quantizable_weights(config: BSRNNConfig) -> tuple[int, int]:
+    """(elements, scale/zero-point pairs) of the weights of every Linear and LSTM: what int8 quantization
+    stores as one byte each, with a scale and zero point per output channel of a 2-D weight and one per
+    batched per-band weight (a run of equal-width bands; checked on the quantized graph)."""
+    n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
+    bins, w = config.n_bins, config.band_widths
+    runs = 1 + sum(a != b for a, b in itertools.pairwise(w))  # runs of equal-width bands: one matmul each
+    # per residual BLSTM: 2 directions x (W 4H x N, R 4H x H), rows are channels; then Linear(2H, N)
+    residual = (2 * 4 * h * (n + h) + 2 * h * n, 2 * 2 * 4 * h + n)
+    band_split = (2 * bins * n, runs)  # per band Linear(2 G_k, N), batched per run
+    mask = (config.n_bands * n * m + 4 * bins * m, 1 + runs)  # Linear(N, M) all bands at once; Linear(M, 4 G_k)
+    return (
+        band_split[0] + L * 2 * residual[0] + mask[0],
+        band_split[1] + L * 2 * residual[1] + mask[1],
+    )
 
 
 def macs_per_frame(config: BSRNNConfig) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from s2g_deploy.models.config import BSRNNConfig, count_params, macs_per_frame
+from s2g_deploy.models.config import BSRNNConfig, count_params, macs_per_frame, quantizable_weights
 from s2g_deploy.subnet import ElasticSpace
 
 ARCHITECTURE = "bsrnn"
@@ -37,6 +37,8 @@ class Architecture:
     count_params: Callable[[Any], int]  # closed form, from a config
     macs_per_frame: Callable[[Any], int]  # closed-form network MACs per STFT frame, from a config
     description: str = "network"  # what the model card calls it: "a dense <description> cut out of ..."
+    # (elements, output channels) of the weights int8 quantization stores as bytes, from a config
+    quantizable_weights: Callable[[Any], tuple[int, int]] | None = None
 
     def load(self, part: str) -> Any:
         """``dense``, ``supernet`` or ``slice_state``, imported if it was given by name."""
@@ -83,6 +85,7 @@ register(
         count_params=count_params,
         macs_per_frame=macs_per_frame,
         description="band-split RNN",
+        quantizable_weights=quantizable_weights,
     )
 )
 

@@ -50,6 +50,7 @@ class ModelFacts:
     macs_per_second: float | None  # network MACs per second of audio
     quantized: bool
     bytes: int  # model file size (and external data, if any)
+    precision: str = "fp32"  # as the export records it (s2g.precision), else read off the graph's ops
 
     def input_for(self, chunk_seconds: float, batch: int) -> list[int]:
         """The input shape of one run: ``batch`` chunks of ``chunk_seconds`` at the model's rate."""
@@ -82,6 +83,7 @@ def read_model(model: str | os.PathLike) -> ModelFacts:
         is_export_dir(parent) and json.loads((parent / MANIFEST).read_text()).get("model", {}).get("file") == path.name
     )
     size = path.stat().st_size + sum(f.stat().st_size for f in parent.glob(f"{path.name}.data"))
+    quantized = any(n.op_type in _QUANTIZED_OPS for n in proto.graph.node)
     return ModelFacts(
         path=path,
         export_dir=parent if listed else None,
@@ -92,8 +94,9 @@ def read_model(model: str | os.PathLike) -> ModelFacts:
         hop_length=int(json.loads(props["s2g.stft"])["hop_length"]),
         params=int(props["s2g.params"]) if "s2g.params" in props else None,
         macs_per_second=float(macs) if macs is not None else None,
-        quantized=any(n.op_type in _QUANTIZED_OPS for n in proto.graph.node),
+        quantized=quantized,
         bytes=size,
+        precision=props.get("s2g.precision") or ("int8-dynamic" if quantized else "fp32"),
     )
 
 
@@ -122,6 +125,7 @@ class BenchReport:
     samples_ms: tuple[float, ...] = field(repr=False)
     notes: tuple[str, ...] = ()
     compare: tuple[Mapping[str, Any], ...] = ()  # --compare torch rows
+    precision: str = "fp32"  # the model's stored precision (the profile's is in the notes when it differs)
 
     @property
     def passed(self) -> bool:
@@ -134,6 +138,7 @@ class BenchReport:
             "export_dir": self.export_dir,
             "profile": self.profile,
             "subnet": self.subnet,
+            "precision": self.precision,
             "io": self.io,
             "input_shape": list(self.input_shape),
             "chunk_seconds": self.chunk_seconds,
@@ -202,9 +207,10 @@ def measure_model(facts: ModelFacts, profile: Profile) -> BenchReport:
             f"may use {cpus} CPUs: threads share cores, so latencies are pessimistic for the device"
         )
         log.warning("%s", notes[-1])
-    if profile.runtime.precision != "fp32" and not facts.quantized:
+    if profile.runtime.precision != facts.precision:
         notes.append(
-            f"profile {profile.name!r} runs {profile.runtime.precision}, but this model is fp32: measured as given"
+            f"profile {profile.name!r} runs {profile.runtime.precision}, but this model is {facts.precision}: "
+            f"measured as given (export it with --precision {profile.runtime.precision})"
         )
         log.warning("%s", notes[-1])
     shape = facts.input_for(profile.workload.chunk_seconds, profile.workload.batch)
@@ -255,6 +261,7 @@ def _report(facts: ModelFacts, profile: Profile, job: dict, result: dict, env: d
         environment=env,
         samples_ms=tuple(result["samples_ms"]),
         notes=notes,
+        precision=facts.precision,
     )
 
 

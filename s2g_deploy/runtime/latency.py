@@ -336,13 +336,25 @@ def _measure_subnets(
                 to_onnx(dense, io, profile.runtime.opset, config.sample_rate_hz + 5), io, config.n_bins
             )
             files[subnet] = Path(tmp) / f"{subnet}.onnx"
-            files[subnet].write_bytes(simplified)
+            files[subnet].write_bytes(_at_precision(simplified, profile, config))
         jobs = [item for _ in range(repeats) for item in files.items()]
         for i, (subnet, file) in enumerate(jobs, 1):
             log.info("measuring %s under profile %r (%d of %d)", subnet, profile.name, i, len(jobs))
             result = measure(job_for("onnx", file, shape, profile, cap_s=cap_s))
             results[subnet].append(latency_statistics(result["first_ms"], result["samples_ms"]))
     return results
+
+
+def _at_precision(simplified: bytes, profile: Profile, config: Any) -> bytes:
+    """The file timed for calibration at the profile's precision, as its exports will be (an int8 model's
+    timing differs from its fp32 one); no quality gate: only its speed is measured here."""
+    if profile.runtime.precision != "int8-dynamic":
+        return simplified
+    from s2g_deploy.export.compact import compute_basis_in_graph
+    from s2g_deploy.export.quantize import quantize
+    from s2g_deploy.precision import quantization_settings
+
+    return compute_basis_in_graph(quantize(simplified, quantization_settings()).model, config.n_fft)[0]
 
 
 # --- use in selection --------------------------------------------------------------------------------
