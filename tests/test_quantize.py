@@ -276,3 +276,25 @@ def test_verify_checks_an_int8_export_at_its_gates_snr(int8_export):
     (check,) = report.exports
     assert check.required_snr_db == int8_export.manifest["quantization"]["parity"]["required_snr_db"]
     assert check.snr_db >= check.required_snr_db and check.max_abs > 1e-4  # int8 noise, judged by SNR
+
+
+def test_the_convolution_basis_is_computed_in_the_graph_too():
+    """Sizes the framed STFT cannot take keep the convolution's windowed basis: it is replaced the same way."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    basis = compact.dft_basis(64)
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "basis"], ["y"])],
+        "conv-basis",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(basis.shape))],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(basis.shape))],
+        [numpy_helper.from_array(basis, "basis")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    computed, record = compact.compute_basis_in_graph(model, 64)
+    assert record.replaced == ("basis",) and record.bytes_saved == basis.nbytes
+    assert "basis" not in {t.name for t in onnx.load_from_string(computed).graph.initializer}
+    x = np.zeros(basis.shape, np.float32)
+    y = ort.InferenceSession(computed, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(y - basis).max() <= compact.MAX_BASIS_DIFFERENCE

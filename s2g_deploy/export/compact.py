@@ -136,40 +136,54 @@ def _drop(model, holder) -> None:
         model.graph.node.remove(holder)
 
 
-def _basis_nodes(n_fft: int, p: str) -> tuple[list, list]:
-    """Nodes computing ``{p}basis`` (2F, 1, n_fft) float32, and their scalar constants."""
+def _dft_rows(p: str, n_fft: int, samples: int, first_bin: int, bin_step: int, extra: dict) -> tuple:
+    """(node maker, nodes, initializers) computing ``{p}rows``, float64 (2 x bins, samples):
+    [cos; -sin] of 2 pi ((k n) mod n_fft) / n_fft for k = first_bin, first_bin + bin_step, ... <= n_fft / 2
+    and n < samples; plus the constants in ``extra``."""
     from onnx import TensorProto, helper, numpy_helper
 
     consts = {
         "zero": np.array(0, np.int64),
         "one": np.array(1, np.int64),
-        "n_fft": np.array(n_fft, np.int64),
+        "first": np.array(first_bin, np.int64),
+        "bin_step": np.array(bin_step, np.int64),
+        "samples": np.array(samples, np.int64),
         "bins": np.array(n_fft // 2 + 1, np.int64),
+        "n_fft": np.array(n_fft, np.int64),
         "step": np.array(2 * math.pi / n_fft, np.float64),
-        "half": np.array(0.5, np.float64),
         "axis0": np.array([0], np.int64),
         "axis1": np.array([1], np.int64),
+        **extra,
     }
     initializers = [numpy_helper.from_array(v, p + k) for k, v in consts.items()]
 
     def node(op, inputs, output, **attrs):
         return helper.make_node(op, [p + i for i in inputs], [p + output], name=p + output, **attrs)
 
-    double = TensorProto.DOUBLE
     nodes = [
-        node("Range", ["zero", "n_fft", "one"], "n"),
-        node("Range", ["zero", "bins", "one"], "k"),
+        node("Range", ["zero", "samples", "one"], "n"),
+        node("Range", ["first", "bins", "bin_step"], "k"),
         node("Unsqueeze", ["k", "axis1"], "k_col"),
         node("Unsqueeze", ["n", "axis0"], "n_row"),
         node("Mul", ["k_col", "n_row"], "kn"),
         node("Mod", ["kn", "n_fft"], "kn_mod"),  # keeps the angle small, as the stored basis was computed
-        node("Cast", ["kn_mod"], "kn_double", to=double),
+        node("Cast", ["kn_mod"], "kn_double", to=TensorProto.DOUBLE),
         node("Mul", ["kn_double", "step"], "angle"),
         node("Cos", ["angle"], "cos"),
         node("Sin", ["angle"], "sin"),
         node("Neg", ["sin"], "minus_sin"),
         node("Concat", ["cos", "minus_sin"], "rows", axis=0),
-        node("Cast", ["n"], "n_double", to=double),
+    ]
+    return node, nodes, initializers
+
+
+def _basis_nodes(n_fft: int, p: str) -> tuple[list, list]:
+    """Nodes computing ``{p}basis`` (2F, 1, n_fft) float32 (the convolution STFT's), and their constants."""
+    from onnx import TensorProto
+
+    node, nodes, initializers = _dft_rows(p, n_fft, n_fft, 0, 1, {"half": np.array(0.5, np.float64)})
+    nodes += [
+        node("Cast", ["n"], "n_double", to=TensorProto.DOUBLE),
         node("Mul", ["n_double", "step"], "window_angle"),
         node("Cos", ["window_angle"], "window_cos"),
         node("Mul", ["window_cos", "half"], "window_half"),
@@ -182,46 +196,16 @@ def _basis_nodes(n_fft: int, p: str) -> tuple[list, list]:
 
 
 def _half_basis_nodes(n_fft: int, parity: int, scale, transposed: bool, p: str) -> tuple[list, list]:
-    """Nodes computing ``{p}basis``: [cos; -sin] of 2 pi ((k n) mod n_fft) / n_fft for bins k of one parity
-    and n < n_fft / 2, as :func:`s2g_deploy.export.stft._half_bases`; times ``scale`` (rows), transposed."""
-    from onnx import TensorProto, helper, numpy_helper
+    """Nodes computing ``{p}basis``: the rows of bins of one parity over n < n_fft / 2, as
+    :func:`s2g_deploy.export.stft._half_bases`; times ``scale`` (per row) and transposed where asked."""
+    from onnx import TensorProto
 
-    consts = {
-        "zero": np.array(0, np.int64),
-        "one": np.array(1, np.int64),
-        "two": np.array(2, np.int64),
-        "first": np.array(parity, np.int64),
-        "half": np.array(n_fft // 2, np.int64),
-        "bins": np.array(n_fft // 2 + 1, np.int64),
-        "n_fft": np.array(n_fft, np.int64),
-        "step": np.array(2 * math.pi / n_fft, np.float64),
-        "axis0": np.array([0], np.int64),
-        "axis1": np.array([1], np.int64),
-    }
-    if scale is not None:
-        consts["scale"] = np.asarray(scale, np.float64)
-    initializers = [numpy_helper.from_array(v, p + k) for k, v in consts.items()]
-
-    def node(op, inputs, output, **attrs):
-        return helper.make_node(op, [p + i for i in inputs], [p + output], name=p + output, **attrs)
-
-    rows = "scaled" if scale is not None else "rows"
-    nodes = [
-        node("Range", ["zero", "half", "one"], "n"),
-        node("Range", ["first", "bins", "two"], "k"),
-        node("Unsqueeze", ["k", "axis1"], "k_col"),
-        node("Unsqueeze", ["n", "axis0"], "n_row"),
-        node("Mul", ["k_col", "n_row"], "kn"),
-        node("Mod", ["kn", "n_fft"], "kn_mod"),
-        node("Cast", ["kn_mod"], "kn_double", to=TensorProto.DOUBLE),
-        node("Mul", ["kn_double", "step"], "angle"),
-        node("Cos", ["angle"], "cos"),
-        node("Sin", ["angle"], "sin"),
-        node("Neg", ["sin"], "minus_sin"),
-        node("Concat", ["cos", "minus_sin"], "rows", axis=0),
-    ]
+    extra = {} if scale is None else {"scale": np.asarray(scale, np.float64)}
+    node, nodes, initializers = _dft_rows(p, n_fft, n_fft // 2, parity, 2, extra)
+    rows = "rows"
     if scale is not None:
         nodes.append(node("Mul", ["rows", "scale"], "scaled"))
+        rows = "scaled"
     if transposed:
         nodes.append(node("Transpose", [rows], "transposed", perm=[1, 0]))
         rows = "transposed"
