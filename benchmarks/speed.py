@@ -125,6 +125,9 @@ def _baseline_exports(revision: str, checkpoint: Path | None, subnets: list[str]
     """Export ``subnets`` with the package as of git ``revision``, each in its own process: {subnet: dir}."""
     if revision == "none":
         return {}
+    from s2g_deploy.bundled import BUNDLED_SUPERNET
+
+    checkpoint = Path(checkpoint or BUNDLED_SUPERNET).resolve()  # the same weights, not that revision's bundled ones
     source = tmp / "baseline-src"
     source.mkdir()
     archive = subprocess.run(
@@ -133,13 +136,27 @@ def _baseline_exports(revision: str, checkpoint: Path | None, subnets: list[str]
     if archive.returncode != 0:
         raise SystemExit(f"--baseline {revision}: git archive failed: {archive.stderr.decode()[-500:]}")
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive.stdout, check=True)
+    # run from inside the extracted tree: `python -m` puts the working directory first on sys.path, so
+    # from the repository's root the current package would be imported instead
     env = {**os.environ, "PYTHONPATH": str(source)}
+    where = subprocess.run(
+        [sys.executable, "-c", "import s2g_deploy; print(s2g_deploy.__file__)"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=source,
+        check=True,
+    ).stdout.strip()
+    if not Path(where).resolve().is_relative_to(source.resolve()):
+        raise SystemExit(f"--baseline {revision}: the extracted package is not the one imported ({where})")
     out = {}
     for subnet in subnets:
         log(f"{subnet}: export with the package as of {revision}")
         target = tmp / "baseline" / subnet
         command = [sys.executable, "-m", "s2g_deploy", "export", *_ckpt(checkpoint), "--subnet", subnet]
-        done = subprocess.run([*command, "--out", str(target), "--json"], capture_output=True, text=True, env=env)
+        done = subprocess.run(
+            [*command, "--out", str(target), "--json"], capture_output=True, text=True, env=env, cwd=source
+        )
         if done.returncode != 0:
             raise SystemExit(f"baseline export of {subnet} failed ({done.returncode}):\n{done.stderr[-2000:]}")
         out[subnet] = target
