@@ -1,13 +1,14 @@
-"""The STFT/iSTFT basis of a quantized export, computed in the graph instead of stored.
+"""The STFT/iSTFT bases of a quantized export, computed in the graph instead of stored.
 
-The windowed DFT basis of the in-graph STFT (:mod:`s2g_deploy.export.stft`) is (2F, 1, n_fft) float32:
-1.05 MB at n_fft 512, four times the int8 weights of the earbud's subnet. It is a signal-processing
-constant, and it stays float32: this step replaces the stored tensor by the few nodes that compute it
-(``Range``, ``Mod``, ``Cos``, ``Sin``, the periodic Hann window) in float64 and cast it to float32. All
-their inputs are constants, so onnxruntime folds them once when the session is created (checked in the
-tests: no ``Cos`` is left in the optimised graph); with graph optimisation disabled they would run on
-every call. The computed basis is compared with the stored one before the swap: they agree to float64
-rounding (about 1e-16), so the model's output does not change.
+The DFT bases of the in-graph STFT/iSTFT (:mod:`s2g_deploy.export.stft`: four half bases of the framed
+transforms, or the convolutions' one windowed basis) take 1.05 MB of float32 at n_fft 512, 14 times the
+int8 weights of the earbud's subnet. They are signal-processing
+constants, and they stay float32: this step replaces each stored tensor by the few nodes that compute it
+(``Range``, ``Mod``, ``Cos``, ``Sin``, a row scale or the periodic Hann window) in float64 and cast it to
+float32. All their inputs are constants, so onnxruntime folds them once when the session is created
+(checked in the tests: no ``Cos`` is left in the optimised graph); with graph optimisation disabled they
+would run on every call. Each computed basis is compared with the stored one before the swap (at most
+:data:`MAX_BASIS_DIFFERENCE` apart), and the model's output is checked unchanged in the tests.
 
 Only a constant equal to the basis (in any layout of the same elements) is replaced; a graph that
 holds none is left as it was, and the record says so.
