@@ -102,6 +102,12 @@ def framed(n_fft: int, hop_length: int) -> bool:
     return n_fft % 4 == 0 and n_fft % hop_length == 0
 
 
+def _framed_size(what: str, n_fft: int, hop_length: int) -> tuple[int, int]:
+    if not framed(n_fft, hop_length):
+        raise ValueError(f"{what} needs n_fft a multiple of 4 and of hop, got {n_fft}/{hop_length}")
+    return n_fft, hop_length
+
+
 def _half_bases(n_fft: int) -> tuple[torch.Tensor, torch.Tensor]:
     """DFT bases over n_fft/2 samples for the even bins (2 x Fe, h) and the odd bins (2 x Fo, h).
 
@@ -151,9 +157,7 @@ class FramedSTFT(nn.Module):
 
     def __init__(self, n_fft: int, hop_length: int):
         super().__init__()
-        if not framed(n_fft, hop_length):
-            raise ValueError(f"FramedSTFT needs n_fft a multiple of 4 and of hop, got {n_fft}/{hop_length}")
-        self.n_fft, self.hop_length = n_fft, hop_length
+        self.n_fft, self.hop_length = _framed_size(type(self).__name__, n_fft, hop_length)
         even, odd = _half_bases(n_fft)
         self.register_buffer("window", torch.hann_window(n_fft, dtype=torch.float64).float(), persistent=False)
         self.register_buffer("even", even.t().float().contiguous(), persistent=False)  # (h, 2 Fe)
@@ -187,9 +191,7 @@ class FramedISTFT(nn.Module):
 
     def __init__(self, n_fft: int, hop_length: int):
         super().__init__()
-        if not framed(n_fft, hop_length):
-            raise ValueError(f"FramedISTFT needs n_fft a multiple of 4 and of hop, got {n_fft}/{hop_length}")
-        self.n_fft, self.hop_length = n_fft, hop_length
+        self.n_fft, self.hop_length = _framed_size(type(self).__name__, n_fft, hop_length)
         even, odd = _half_bases(n_fft)
         ce, co = inverse_row_scales(n_fft)
         _, _, window = _dft_basis(n_fft)

@@ -17,25 +17,13 @@ N features, H LSTM hidden units per direction, M mask hidden units.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 from torch import nn
 
-from s2g_deploy.models.config import BSRNNConfig, count_params
+from s2g_deploy.models.config import BSRNNConfig, band_groups, count_params
 from s2g_deploy.models.layout import reshape, split_frames
 
 __all__ = ["BSRNN", "BSRNNConfig", "band_groups", "complex_multiply", "count_params", "istft", "stft"]
-
-
-def band_groups(band_widths: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
-    """Runs of consecutive equal-width bands as (first band, bands in the run, bins per band)."""
-    groups, first = [], 0
-    for width, run in itertools.groupby(band_widths):
-        count = len(list(run))
-        groups.append((first, count, width))
-        first += count
-    return tuple(groups)
 
 
 def group_norm(

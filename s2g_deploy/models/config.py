@@ -76,6 +76,16 @@ class BSRNNConfig:
         return cls(**data)
 
 
+def band_groups(band_widths: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
+    """Runs of consecutive equal-width bands as (first band, bands in the run, bins per band)."""
+    groups, first = [], 0
+    for width, run in itertools.groupby(band_widths):
+        count = len(list(run))
+        groups.append((first, count, width))
+        first += count
+    return tuple(groups)
+
+
 def count_params(config: BSRNNConfig) -> int:
     """Closed-form parameter count of a dense BSRNN (checked against ``sum(p.numel())`` in tests)."""
     n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
@@ -94,8 +104,7 @@ def quantizable_weights(config: BSRNNConfig) -> tuple[int, int]:
     stores as one byte each, with a scale and zero point per output channel of a 2-D weight and one per
     batched per-band weight (a run of equal-width bands; checked on the quantized graph)."""
     n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
-    bins, w = config.n_bins, config.band_widths
-    runs = 1 + sum(a != b for a, b in itertools.pairwise(w))  # runs of equal-width bands: one matmul each
+    bins, runs = config.n_bins, len(band_groups(config.band_widths))  # runs of equal-width bands: a matmul each
     # per residual BLSTM: 2 directions x (W 4H x N, R 4H x H), rows are channels; then Linear(2H, N)
     residual = (2 * 4 * h * (n + h) + 2 * h * n, 2 * 2 * 4 * h + n)
     band_split = (2 * bins * n, runs)  # per band Linear(2 G_k, N), batched per run
