@@ -41,16 +41,29 @@ options.intra_op_num_threads, options.inter_op_num_threads = threads, inter
 options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
 session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 x = (np.random.RandomState(7).randn(1, samples) * 0.1).astype(np.float32)
-feed = {session.get_inputs()[0].name: x}
+inputs = session.get_inputs()
+feed = {inputs[0].name: x}
+# a stream export: its states start at zeros and every call carries them into the next, as on a device
+feed.update({i.name: np.zeros([1 if isinstance(d, str) else d for d in i.shape], np.float32) for i in inputs[1:]})
+names = [o.name for o in session.get_outputs()]
+carry = [(k, n[len("next_"):]) for k, n in enumerate(names) if n.startswith("next_")]
+
+
+def run():
+    out = session.run(names, feed)
+    for k, name in carry:
+        feed[name] = out[k]
+
+
 for _ in range(warmup):
-    session.run(None, feed)
+    run()
 times, start = [], time.perf_counter()
 # at least `runs` runs and `min_s` seconds, unless a slow model passes `max_s` first (then at least 10 runs)
 while (len(times) < runs or time.perf_counter() - start < min_s) and (
     len(times) < 10 or time.perf_counter() - start < max_s
 ):
     t = time.perf_counter()
-    session.run(None, feed)
+    run()
     times.append((time.perf_counter() - t) * 1000)
 print(json.dumps({"median_ms": sorted(times)[len(times) // 2], "runs": len(times)}))
 """
@@ -66,28 +79,31 @@ def main() -> int:
 
     from s2g_deploy import api
     from s2g_deploy.environment import environment
-    from s2g_deploy.profiles import load_profile
+    from s2g_deploy.profiles import load_profile, streams
 
     with tempfile.TemporaryDirectory(prefix="s2g-quantization-") as tmp:
         tmp = Path(tmp)
-        checkpoint, subnet_row, timing = None, "4x32", {"warmup": 20, "runs": 200, "min_s": 1.5, "max_s": 4.0}
+        checkpoints, subnet_row = {False: None, True: None}, "4x32"  # offline, causal: None is the bundled one
+        timing = {"warmup": 20, "runs": 200, "min_s": 1.5, "max_s": 4.0}
         if args.quick:
-            checkpoint = tmp / "tiny.safetensors"
-            api.init("tiny", checkpoint, seed=0)
+            checkpoints = {False: tmp / "tiny.safetensors", True: tmp / "tiny-causal.safetensors"}
+            api.init("tiny", checkpoints[False], seed=0)
+            api.init("tiny-causal", checkpoints[True], seed=0)
             args.profiles, args.rounds, subnet_row = "earbud", 2, "2x8"
             timing = {"warmup": 2, "runs": 5, "min_s": 0.0, "max_s": 1.0}
         cases = [(load_profile(name), None) for name in args.profiles.split(",")]
         cases.append((None, subnet_row))
-        rows = [_row(api, checkpoint, prof, subnet, tmp, args.rounds, timing) for prof, subnet in cases]
+        rows = [_row(api, checkpoints[streams(prof)], prof, subnet, tmp, args.rounds, timing) for prof, subnet in cases]
         report = {
             "command": " ".join(sys.argv),
-            "checkpoint": "untrained tiny supernet" if args.quick else "the bundled supernet",
+            "checkpoint": "untrained tiny supernets" if args.quick else "the bundled supernets",
+            "supernets": "stream profiles: the causal supernet, streamed (states carried); others: the offline one",
             "protocol": {
                 "rounds": args.rounds,
                 **timing,
                 "statistic": "median of the per-round medians; each measurement a fresh onnxruntime-only process",
                 "order": "alternating: fp32 first in even rounds, int8 first in odd rounds",
-                "input": "seeded noise x 0.1, batch 1, the profile's chunk length",
+                "input": "seeded noise x 0.1, batch 1, the profile's chunk length (a stream: one call)",
             },
             "rows": rows,
             "environment": environment(),

@@ -50,11 +50,9 @@ def new_supernet(preset: str, seed: int = 0) -> ElasticBSRNN:
     """A randomly initialised supernet of a named preset (``s2g_deploy.models.registry.PRESETS``)."""
     import torch
 
-    from s2g_deploy.models.elastic import ElasticBSRNN
-
     p = get_preset(preset)
     torch.manual_seed(seed)
-    return ElasticBSRNN(p.config, p.space)
+    return architecture_of(p.config).load("supernet")(p.config, p.space)
 
 
 def init(preset: str, out: str | os.PathLike, seed: int = 0) -> CheckpointMeta:
@@ -113,7 +111,7 @@ def export(
     budgets=None,
     profile=None,
     out: str | os.PathLike,
-    io: str = "waveform",
+    io: str | None = None,
     overwrite: bool = False,
     opset: int | None = None,
     measure_latency: bool = True,
@@ -127,9 +125,12 @@ def export(
 
     The subnet is ``subnet``, or the best one within ``budgets`` (``s2g_deploy.budgets.Budgets``) and/or
     ``profile`` (a name, a TOML path or a loaded profile). ``checkpoint`` defaults to the bundled supernet.
-    ``io`` is ``"waveform"`` (samples in and out, STFT inside the graph) or ``"spectrogram"`` (the mask
-    network only). Raises ``InputError`` (bad input, exit 2), ``BudgetInfeasibleError`` (3) or
-    ``VerificationError`` (parity or MAC-count check failed, 4); on any error ``out`` is left as it was.
+    ``io`` (default: ``"stream"`` for a stream profile or a causal checkpoint, else ``"waveform"``) is
+    ``"stream"`` (a causal supernet's stream: k hops and every state in, k hops and the updated states
+    out; see ``export.stream``), ``"waveform"`` (samples in and out, STFT inside the graph) or
+    ``"spectrogram"`` (the mask network only). Raises ``InputError`` (bad input, exit 2),
+    ``BudgetInfeasibleError`` (3) or ``VerificationError`` (parity or MAC-count check failed, 4); on any
+    error ``out`` is left as it was.
 
     A searched subnet under a profile with latency budgets is chosen latency-aware when
     ``measure_latency``: predicted by this machine's latency model, exported, measured in a fresh
@@ -188,18 +189,25 @@ def bench(
     return bench_model(model, profile, write_manifest=write_manifest, compare=compare, checkpoint=checkpoint)
 
 
-def calibrate(checkpoint: str | os.PathLike | None = None, *, profile, io: str = "waveform", repeats: int = 1):
+def calibrate(checkpoint: str | os.PathLike | None = None, *, profile, io: str | None = None, repeats: int = 1):
     """Fit and cache this machine's latency model for ``profile``; returns a ``LatencyModel``.
 
     Its ``mape_held_out`` is the mean absolute percentage error on measured subnets it was not fitted on.
+    ``io`` defaults to ``stream`` for a stream profile (and its default checkpoint is then the bundled
+    causal supernet), else ``waveform``.
     """
+    from s2g_deploy.bundled import resolve_checkpoint
     from s2g_deploy.export import check_io
-    from s2g_deploy.profiles import Profile, load_profile
+    from s2g_deploy.profiles import Profile, check_architecture, load_profile, streams
     from s2g_deploy.runtime.latency import calibrate as _calibrate
 
-    check_io(io)
     profile = profile if isinstance(profile, Profile) else load_profile(profile)
-    return _calibrate(checkpoint, profile, io, repeats=repeats)
+    io = check_io(io or ("stream" if streams(profile) else "waveform"))
+    path = resolve_checkpoint(checkpoint, causal=io == "stream")
+    from s2g_deploy.checkpoint import read_meta
+
+    check_architecture(profile, read_meta(path).architecture, str(path))
+    return _calibrate(path, profile, io, repeats=repeats)
 
 
 def separate(
@@ -207,12 +215,15 @@ def separate(
     audio: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    chunk_seconds: float = 10.0,
+    chunk_seconds: float | None = None,
     overlap_seconds: float | None = None,
     overwrite: bool = False,
     threads: int | None = None,
+    hops_per_call: int | None = None,
 ):
-    """Separate ``audio`` with an exported waveform model (file or export directory) in overlapping chunks.
+    """Separate ``audio`` with an exported model (file or export directory): a waveform export in
+    overlapping chunks (default 10 s), a stream export by streaming it, ``hops_per_call`` hops per call
+    (default: the export's own), its output aligned with the input.
 
     Writes ``out/<stem>/<source>.wav`` and ``out/<stem>/no_<source>.wav`` (32-bit float WAV at the input's
     rate and channels; ``<source>`` as the export records it, else ``target`` / ``residual``); returns a
@@ -229,7 +240,21 @@ def separate(
         overlap_seconds=overlap_seconds,
         overwrite=overwrite,
         threads=threads,
+        hops_per_call=hops_per_call,
     )
+
+
+def open_stream(model: str | os.PathLike, *, batch: int = 1, threads: int = 1):
+    """A ``s2g_deploy.runtime.stream.Streamer`` over a stream export (file or export directory): call
+    ``process(chunk)`` with each (batch, k x hop) float32 block; states are carried and validated."""
+    from s2g_deploy.runtime.session import SessionSettings, build_session
+    from s2g_deploy.runtime.stream import Streamer
+    from s2g_deploy.separate import resolve_model
+
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InputError(f"batch must be a whole number of at least 1, got {batch!r}")
+    session = build_session(resolve_model(model), SessionSettings(intra_op_threads=threads, inter_op_threads=1))
+    return Streamer(session, batch)
 
 
 def search(
@@ -282,9 +307,13 @@ def release(
     allow_infeasible: bool = False,
     overwrite: bool = False,
     gate_data: str | os.PathLike | None = None,
+    causal_checkpoint: str | os.PathLike | None = None,
 ):
     """Export the best subnet for every profile into ``out``, with release.json, RELEASE.md, pareto.png and
     SHA256SUMS; returns a ``s2g_deploy.release.ReleaseResult``.
+
+    ``checkpoint`` (default: the bundled supernet) serves chunk and offline profiles; stream profiles
+    stream ``causal_checkpoint`` (default: the bundled causal supernet).
 
     ``profiles``: directories of ``.toml`` files, files, shipped names or loaded profiles (default: every
     shipped profile). A profile no subnet satisfies is reported and the rest built; ``result.failure()``
@@ -302,6 +331,7 @@ def release(
         allow_infeasible=allow_infeasible,
         overwrite=overwrite,
         gate_data=gate_data,
+        causal_checkpoint=causal_checkpoint,
     )
 
 

@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 
 COUNTED_SECONDS = 4.0
 # Bump when a counting rule changes: it is part of the cache key, so old cached tables are recounted.
-COST_MODEL_VERSION = 1
+COST_MODEL_VERSION = 2  # 2: tables record whether the supernet streams (frames per call)
 # Computed by BSRNN.forward around the network proper; not network MACs.
 NOT_NETWORK = ("stft", "complex mask multiply", "istft")
 
@@ -256,6 +256,7 @@ class CostTable:
     uncounted: tuple[str, ...]  # ops seen but not MACs by convention, over the whole grid
     versions: Mapping[str, str]  # libraries that did the counting
     not_network: tuple[str, ...] = NOT_NETWORK
+    streams: bool = False  # a causal supernet: one frame per hop of a stream, not a centred STFT's 1 + n // hop
 
     @property
     def counted_seconds(self) -> float:
@@ -263,7 +264,10 @@ class CostTable:
 
     @property
     def counted_frames(self) -> int:
-        return 1 + self.counted_samples // self.hop_length
+        return self._frames(self.counted_samples)
+
+    def _frames(self, samples: int) -> int:
+        return -(-samples // self.hop_length) if self.streams else 1 + samples // self.hop_length
 
     def get(self, subnet: Subnet) -> SubnetCost:
         for entry in self.entries:
@@ -272,8 +276,9 @@ class CostTable:
         raise KeyError(f"subnet {subnet} is not in this cost table")
 
     def chunk_frames(self, chunk_seconds: float) -> int:
-        """STFT frames of one chunk of ``chunk_seconds`` (centred STFT: 1 + samples // hop)."""
-        return 1 + round(chunk_seconds * self.sample_rate_hz) // self.hop_length
+        """STFT frames of one chunk of ``chunk_seconds`` (centred STFT: 1 + samples // hop; a stream's call:
+        one per hop)."""
+        return self._frames(round(chunk_seconds * self.sample_rate_hz))
 
     def macs_per_chunk(self, subnet: Subnet, chunk_seconds: float) -> int:
         """Network MACs of one chunk of ``chunk_seconds`` of one stream (batch 1)."""
@@ -287,6 +292,7 @@ class CostTable:
             "counted_samples": self.counted_samples,
             "counted_seconds": self.counted_seconds,
             "counted_frames": self.counted_frames,
+            "streams": self.streams,
             "convention": "1 MAC = one multiply-accumulate of a weight matmul, convolution or recurrent gate",
             "uncounted": list(self.uncounted),
             "not_network": list(self.not_network),
@@ -306,6 +312,7 @@ class CostTable:
             uncounted=tuple(str(op) for op in data["uncounted"]),
             versions={str(k): str(v) for k, v in dict(data["versions"]).items()},
             not_network=tuple(str(op) for op in data["not_network"]),
+            streams=bool(data.get("streams", False)),
         )
 
 
@@ -380,7 +387,7 @@ def _count_grid(path: Path, sha256: str, counted_samples: int, versions: Mapping
         dense = slice_subnet(supernet, subnet)
         per_frame = {}
         for frames in TRACED_FRAMES:
-            count = count_macs(dense, (frames - 1) * config.hop_length)
+            count = count_macs(dense, config.samples_for_frames(frames))
             per_frame[frames] = (count.total, count.by_module)
             uncounted.update(count.uncounted)
         macs_per_frame = {total // f if total % f == 0 else None for f, (total, _) in per_frame.items()}
@@ -408,4 +415,5 @@ def _count_grid(path: Path, sha256: str, counted_samples: int, versions: Mapping
         entries=tuple(entries),
         uncounted=tuple(sorted(uncounted)),
         versions=dict(versions),
+        streams=getattr(supernet, "causal", False),
     )

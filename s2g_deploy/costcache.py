@@ -42,6 +42,7 @@ class SupernetSummary:
     config: Mapping[str, Any]  # BSRNNConfig.to_dict()
     space: ElasticSpace
     quality: Mapping[str, Any] | None
+    architecture: str = "bsrnn"  # the registry's name (models.registry)
 
     @property
     def sample_rate_hz(self) -> int:
@@ -71,6 +72,7 @@ def read_summary(path: str | os.PathLike) -> SupernetSummary:
         config=meta.config.to_dict(),
         space=meta.space,
         quality=meta.quality,
+        architecture=meta.architecture,
     )
 
 

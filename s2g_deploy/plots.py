@@ -43,27 +43,35 @@ def pareto_png(document: Mapping[str, Any], path: str | os.PathLike) -> None:
     ax = fig.add_subplot(1, 1, 1)
     # subnets without a quality entry sit on the bottom edge (axes coordinates), so they still show
     edge = ax.get_xaxis_transform()
+    causal = document.get("causal_grid") or []
     _draw_grid(ax, grid, edge)
     _label_subnets(ax, grid, edge)
+    if causal:  # the stream profiles' supernet, beside the offline one
+        _draw_grid(ax, causal, edge, colour=CAUSAL_COLOUR, what="causal subnet, streamed")
+        _label_subnets(ax, causal, edge)
     handles, labels = ax.get_legend_handles_labels()  # the grid's entries; then one per profile
+    grids = {"offline": {g["subnet"]: g for g in grid}, "causal": {g["subnet"]: g for g in causal}}
     for i, p in enumerate(document["profiles"]):
-        handle = _draw_profile(ax, i, p, {g["subnet"]: g for g in grid}, edge)
+        handle = _draw_profile(ax, i, p, grids[p.get("supernet", "offline")], edge)
         handles.append(handle)
         labels.append(_legend_label(p))
     _finish_axes(ax, document, handles, labels)
     fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
 
 
-def _draw_grid(ax, grid: list, edge) -> None:
+CAUSAL_COLOUR = "#c9a26b"
+
+
+def _draw_grid(ax, grid: list, edge, colour: str = "#9a9a9a", what: str = "subnet of the grid") -> None:
     """Every subnet of the grid, and the Pareto front."""
     scored = [g for g in grid if g["quality"] is not None]
     ax.scatter(
         [g["macs_per_second"] for g in scored],
         [g["quality"] for g in scored],
         s=22,
-        color="#9a9a9a",
+        color=colour,
         zorder=2,
-        label=f"subnet of the grid ({len(grid)})",
+        label=f"{what} ({len(grid)})",
     )
     unscored = [g for g in grid if g["quality"] is None]
     if unscored:
@@ -73,7 +81,7 @@ def _draw_grid(ax, grid: list, edge) -> None:
             transform=edge,
             marker="|",
             s=60,
-            color="#9a9a9a",
+            color=colour,
             zorder=2,
             label="subnet without a quality entry",
         )
@@ -82,11 +90,11 @@ def _draw_grid(ax, grid: list, edge) -> None:
         ax.plot(
             [g["macs_per_second"] for g in front],
             [g["quality"] for g in front],
-            color="#555555",
+            color="#555555" if colour == "#9a9a9a" else colour,
             linewidth=1,
             linestyle="-",
             zorder=1,
-            label="Pareto front",
+            label="Pareto front" if colour == "#9a9a9a" else f"Pareto front ({what})",
         )
 
 

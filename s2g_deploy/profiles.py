@@ -27,7 +27,8 @@ key path)::
     opset = 17                          # >= 17 (the ONNX STFT op)
 
     [workload]
-    chunk_seconds = 0.064               # audio per run and stream
+    mode = "chunk"                      # chunk (default) | offline | stream: see Workload
+    chunk_seconds = 0.064               # audio per run and stream (stream: per call, whole hops)
     batch = 1                           # streams per run
 
     [measurement]                       # the benchmark protocol
@@ -58,6 +59,7 @@ from s2g_deploy.precision import CPU, PRECISIONS
 from s2g_deploy.units import parse_size
 
 SCHEMA_VERSION = 1
+WORKLOAD_MODES = ("chunk", "offline", "stream")
 STATISTICS = ("p50", "p90", "p99", "mean", "max")
 DEFAULT_MAX_QUALITY_DROP_DB = 0.5  # the quality gate's default: uSDR dB against the export's own fp32 model
 MIN_OPSET = 17  # the first opset with the STFT op
@@ -126,10 +128,21 @@ class RuntimeSettings:
 
 @dataclass(frozen=True)
 class Workload:
-    """What one run processes: ``batch`` streams of ``chunk_seconds`` of audio each."""
+    """What one run processes: ``batch`` streams of ``chunk_seconds`` of audio each, run as ``mode``.
+
+    ``chunk``: each chunk separated on its own (a waveform export); ``offline``: whole tracks (latency
+    measured on ``chunk_seconds``); ``stream``: one call of a stream export per ``chunk_seconds``, its
+    states carried from call to call (a causal supernet; chunk_seconds a whole number of its hops).
+    """
 
     chunk_seconds: float
     batch: int
+    mode: str = "chunk"
+
+    @property
+    def quality_chunk_seconds(self) -> float | None:
+        """The chunk length quality is quoted at: None (the whole clip) unless chunks run on their own."""
+        return self.chunk_seconds if self.mode == "chunk" else None
 
 
 @dataclass(frozen=True)
@@ -293,6 +306,7 @@ _SCHEMA: dict[str, dict[str, tuple[bool, Callable[[Any], Any]]]] = {
         "max_quality_drop_db": (False, _quality_drop),
     },
     "workload": {
+        "mode": (False, _one_of(WORKLOAD_MODES)),
         "chunk_seconds": (True, _chunk_seconds),
         "batch": (True, _at_least(1)),
     },
@@ -361,6 +375,32 @@ def parse_profile(data: Mapping[str, Any], source: str = "<profile>") -> Profile
         source=source,
         **sections,
     )
+
+
+def check_architecture(profile: Profile | None, architecture: str, source: str) -> None:
+    """A stream workload needs a causal supernet and a chunk or offline workload an offline one;
+    :class:`InputError` (exit 2) naming the fix otherwise."""
+    from s2g_deploy.models.registry import get_architecture
+
+    if profile is None:
+        return
+    causal, mode = get_architecture(architecture).causal, profile.workload.mode
+    if mode == "stream" and not causal:
+        raise InputError(
+            f"{source}: an offline ({architecture}) supernet cannot stream; profile {profile.name!r} runs a stream "
+            "workload: omit the checkpoint to use the bundled causal supernet, or train one with "
+            "s2g train --preset xsmall-causal"
+        )
+    if mode != "stream" and causal:
+        raise InputError(
+            f"{source}: a causal ({architecture}) supernet exports as a stream; profile {profile.name!r} runs a "
+            f"{mode} workload: give it an offline supernet (or omit the checkpoint for the bundled one)"
+        )
+
+
+def streams(profile: Profile | None) -> bool:
+    """Whether ``profile`` runs a stream workload (its default checkpoint is the bundled causal supernet)."""
+    return profile is not None and profile.workload.mode == "stream"
 
 
 # ---- finding and reading ---------------------------------------------------------------------------

@@ -39,8 +39,14 @@ def table_at(quality: Mapping[str, Any] | None, chunk_seconds: float | None) -> 
     return (quality.get("chunked") or {}).get(chunk_key(chunk_seconds))
 
 
-def subnet_quality(quality: Mapping[str, Any] | None, subnet: str, chunk_seconds: float | None) -> dict | None:
-    """What a manifest, model card or release quotes for ``subnet`` run at ``chunk_seconds`` (None: offline).
+STREAM_LABEL = "stream (whole clip, hop by hop; equal by parity to the causal model on the whole clip)"
+
+
+def subnet_quality(
+    quality: Mapping[str, Any] | None, subnet: str, chunk_seconds: float | None, stream: bool = False
+) -> dict | None:
+    """What a manifest, model card or release quotes for ``subnet`` run at ``chunk_seconds`` (None: offline;
+    ``stream``: a causal model streamed, whose output is its whole-clip output, so that figure holds).
 
     ``subnets`` holds the row measured at that workload, or None with ``measured`` false and a note when
     the table has no entry for it; the whole-clip row is kept under ``whole_clip``, labelled as such.
@@ -49,7 +55,7 @@ def subnet_quality(quality: Mapping[str, Any] | None, subnet: str, chunk_seconds
         return None
     at = table_at(quality, chunk_seconds)
     row = ((at or {}).get("subnets") or {}).get(subnet)
-    label = workload_label(chunk_seconds)
+    label = STREAM_LABEL if stream else workload_label(chunk_seconds)
     record = {
         "metric": quality.get("metric", "usdr_db"),
         "metrics": quality.get("metrics"),

@@ -35,7 +35,7 @@ from typing import Any
 from s2g_deploy import artifacts
 from s2g_deploy.budgets import budget_verdicts, cheapest
 from s2g_deploy.errors import BudgetInfeasibleError, InputError, S2GError, VerificationError
-from s2g_deploy.profiles import Profile, load_profile, read_profile, shipped_profile_dir
+from s2g_deploy.profiles import Profile, load_profile, read_profile, shipped_profile_dir, streams
 
 log = logging.getLogger(__name__)
 
@@ -116,31 +116,34 @@ def build_release(
     allow_infeasible: bool = False,
     overwrite: bool = False,
     gate_data: str | os.PathLike | None = None,
+    causal_checkpoint: str | os.PathLike | None = None,
 ) -> ReleaseResult:
     """Export the best subnet for each profile into ``out`` and describe them (see the module docstring).
 
-    ``checkpoint``: a supernet (default: the bundled one). ``profiles``: loaded profiles, or directories,
+    ``checkpoint``: the offline supernet, for chunk and offline workloads (default: the bundled one);
+    ``causal_checkpoint``: the causal supernet, streamed by profiles with a stream workload (default:
+    the bundled causal one; read only if such a profile is released). ``profiles``: loaded profiles, or directories,
     files and shipped names (default: every shipped profile). Returns the result even when a profile is
     infeasible or missed its latency budget; :meth:`ReleaseResult.failure` is the error to exit with.
     Raises :class:`InputError` before writing anything for bad inputs; on any error ``out`` is untouched.
     """
     from s2g_deploy.bundled import resolve_checkpoint
-    from s2g_deploy.checkpoint import read_meta
     from s2g_deploy.export.onnx import single_threaded
     from s2g_deploy.plots import pareto_png
     from s2g_deploy.release_notes import FIGURE, NOTES, markdown
     from s2g_deploy.search import search
 
     # --- every refusal before any file is written ---------------------------------------------------
-    ckpt_path = resolve_checkpoint(checkpoint)
-    meta = read_meta(ckpt_path)
-    if meta.kind != "supernet":
-        raise InputError(f"{ckpt_path}: is a dense subnet ({meta.subnet}); a release needs a supernet")
     profs = collect_profiles(profiles)
+    ckpt_path, meta = _supernet(resolve_checkpoint(checkpoint), causal=False)
+    causal = None  # (path, meta) of the causal supernet, if a profile streams
+    if any(streams(p) for p in profs):
+        causal = _supernet(resolve_checkpoint(causal_checkpoint, causal=True), causal=True)
     if bench:
         _check_providers(profs)
     out = artifacts.check_target(out, overwrite, (artifacts.RELEASE_FORMAT,))
     grid = search(ckpt_path, None, None, latency_model=None)  # the whole grid, with quality and costs
+    causal_grid = search(causal[0], None, None, latency_model=None) if causal else None
 
     staged = artifacts.StagedDirectory(out, overwrite, replaces=(artifacts.RELEASE_FORMAT,))
     with staged as staging, single_threaded():
@@ -148,8 +151,12 @@ def build_release(
         entries = []
         for i, prof in enumerate(profs, 1):
             log.info("release: profile %s (%d of %d)", prof.name, i, len(profs))
-            entries.append(_release_profile(ckpt_path, prof, work, out, bench, gate_data))
+            path = causal[0] if streams(prof) else ckpt_path
+            entries.append(_release_profile(path, prof, work, out, bench, gate_data))
         document = _document(ckpt_path, meta, grid, entries, bench, allow_infeasible)
+        if causal:
+            document["causal_supernet"] = _supernet_record(causal[0], causal[1], causal_grid)
+            document["causal_grid"] = _grid_record(causal_grid)
         artifacts.write_json(work / artifacts.RELEASE, document)
         (work / NOTES).write_text(markdown(document), encoding="utf-8")
         pareto_png(document, work / FIGURE)
@@ -161,6 +168,23 @@ def build_release(
     s = document["summary"]
     log.info("wrote %s: %d ok, %d infeasible, %d missed", out, len(s["ok"]), len(s["infeasible"]), len(s["missed"]))
     return result
+
+
+def _supernet(path: Path, causal: bool) -> tuple[Path, Any]:
+    """(path, header) of a release's offline or causal supernet; :class:`InputError` if it is not one."""
+    from s2g_deploy.checkpoint import read_meta
+    from s2g_deploy.models.registry import get_architecture
+
+    meta = read_meta(path)
+    if meta.kind != "supernet":
+        raise InputError(f"{path}: is a dense subnet ({meta.subnet}); a release needs a supernet")
+    if get_architecture(meta.architecture).causal != causal:
+        option = "--causal-checkpoint" if causal else "the checkpoint"
+        want = (
+            "a causal supernet (streaming profiles)" if causal else "an offline supernet (chunk and offline profiles)"
+        )
+        raise InputError(f"{path}: is a {meta.architecture} supernet; {option} must be {want}")
+    return path, meta
 
 
 def _check_providers(profiles: Sequence[Profile]) -> None:
@@ -182,7 +206,12 @@ def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, benc
     from s2g_deploy.deploy import export
     from s2g_deploy.export.pipeline import ExportOptions
 
-    head = {"profile": prof.name, "description": " ".join(prof.description.split()), "source": prof.source}
+    head = {
+        "profile": prof.name,
+        "description": " ".join(prof.description.split()),
+        "source": prof.source,
+        "workload": prof.workload.mode,
+    }
     options = ExportOptions(work / prof.name, ckpt_path, profile=prof, measure_latency=False, gate_data=gate_data)
     try:
         # static budgets only: machine-independent selection, hence a reproducible release (module docstring)
@@ -213,6 +242,9 @@ def _release_profile(ckpt_path: Path, prof: Profile, work: Path, out: Path, benc
         **head,
         "status": "missed" if missed else "ok",
         "directory": prof.name,
+        "supernet": "causal" if streams(prof) else "offline",
+        "io": manifest["model"]["io"],
+        "stream": manifest.get("stream"),
         "subnet": manifest["subnet"],
         "params": manifest["params"],
         "precision": manifest["precision"],
@@ -288,6 +320,9 @@ def _infeasible(prof: Profile, ckpt_path: Path, reason: str) -> dict:
         "notes": [],
         "files": None,
         "infeasible": {"reason": reason, "binding": alone or list(least), "cheapest": least},
+        "supernet": "causal" if streams(prof) else "offline",
+        "io": None,
+        "stream": None,
     }
 
 
@@ -297,25 +332,15 @@ def _infeasible(prof: Profile, ckpt_path: Path, reason: str) -> dict:
 def _document(ckpt_path: Path, meta: Any, grid: Any, entries: list[dict], bench: bool, allow: bool) -> dict:
     from s2g_deploy.environment import environment, package_versions
 
-    front = {str(c.subnet) for c in grid.pareto}
-    quality = meta.quality or {}
     by_status = {s: [e["profile"] for e in entries if e["status"] == s] for s in ("ok", "infeasible", "missed")}
     code = 0 if allow else 3 if by_status["infeasible"] else 4 if by_status["missed"] else 0
     return {
         "format": artifacts.RELEASE_FORMAT,
         "format_version": FORMAT_VERSION,
         "created_utc": _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat(),
-        "supernet": {
-            "checkpoint": str(ckpt_path),
-            "file_sha256": artifacts.sha256_file(ckpt_path),
-            "weights_sha256": meta.weights_sha256,
-            "preset": (meta.training or {}).get("preset"),
-            "quality_metric": grid.metric,
-            "quality_data": _describe_data(quality.get("data")),
-            "grid": [str(s) for s in meta.space.grid()],
-        },
+        "supernet": _supernet_record(ckpt_path, meta, grid),
         "options": {
-            "io": "waveform",
+            "io": "waveform for chunk and offline profiles, stream (the causal supernet) for stream profiles",
             "bench": bench,
             "allow_infeasible": allow,
             "selection": "best quality within the static budgets (params, MACs per second); machine-independent",
@@ -325,17 +350,35 @@ def _document(ckpt_path: Path, meta: Any, grid: Any, entries: list[dict], bench:
         "bench_environment": environment() if bench else None,
         "summary": {"profiles": len(entries), **by_status, "exit_code": code},
         "profiles": entries,
-        "grid": [
-            {
-                "subnet": str(c.subnet),
-                "params": c.params,
-                "macs_per_second": c.macs_per_second,
-                "quality": c.quality,
-                "pareto": str(c.subnet) in front,
-            }
-            for c in grid.candidates
-        ],
+        "grid": _grid_record(grid),
     }
+
+
+def _supernet_record(path: Path, meta: Any, grid: Any) -> dict:
+    return {
+        "checkpoint": str(path),
+        "architecture": meta.architecture,
+        "file_sha256": artifacts.sha256_file(path),
+        "weights_sha256": meta.weights_sha256,
+        "preset": (meta.training or {}).get("preset"),
+        "quality_metric": grid.metric,
+        "quality_data": _describe_data((meta.quality or {}).get("data")),
+        "grid": [str(s) for s in meta.space.grid()],
+    }
+
+
+def _grid_record(grid: Any) -> list[dict]:
+    front = {str(c.subnet) for c in grid.pareto}
+    return [
+        {
+            "subnet": str(c.subnet),
+            "params": c.params,
+            "macs_per_second": c.macs_per_second,
+            "quality": c.quality,
+            "pareto": str(c.subnet) in front,
+        }
+        for c in grid.candidates
+    ]
 
 
 def _describe_data(data: Any) -> str | None:

@@ -27,7 +27,14 @@ def markdown(document: Mapping[str, Any]) -> str:
         f"# s2g release: {len(document['profiles'])} device profiles",
         "",
         f"Supernet `{Path(s['checkpoint']).name}` (preset {s['preset'] or 'custom'}), weights sha256 "
-        f"`{s['weights_sha256']}`. Quality: {metric} on {s['quality_data'] or 'the checkpoint quality table'}. "
+        f"`{s['weights_sha256']}`"
+        + (
+            f"; stream profiles stream the causal supernet `{Path(c['checkpoint']).name}` (preset "
+            f"{c['preset'] or 'custom'}), weights sha256 `{c['weights_sha256']}`"
+            if (c := document.get("causal_supernet"))
+            else ""
+        )
+        + f". Quality: {metric} on {s['quality_data'] or 'the checkpoint quality table'}. "
         "MACs are network MACs per second of audio (the in-graph STFT/iSTFT is listed in each manifest). "
         + (
             "Latency measured on the release machine (not the device), under each profile's runtime and workload."
@@ -63,8 +70,16 @@ def markdown(document: Mapping[str, Any]) -> str:
             lines.append(f"- **{p['profile']}: infeasible.** {p['infeasible']['reason']}.")
             continue
         binding = ", ".join(p["selection"]["binding"]) or "none (the best subnet overall fits)"
+        st = p.get("stream")
         lines.append(
-            f"- **{p['profile']}** -> `{p['directory']}/`: subnet {p['subnet']} stored as {p.get('precision', 'fp32')} "
+            f"- **{p['profile']}** -> `{p['directory']}/`: "
+            + (
+                f"a stream of the causal subnet {p['subnet']} ({st['hops_per_call']} hop(s) of {st['hop_ms']:g} ms "
+                f"per call, algorithmic latency {st['algorithmic_latency_ms']:g} ms), "
+                if st
+                else f"subnet {p['subnet']}, "
+            )
+            + f"stored as {p.get('precision', 'fp32')} "
             f"({p.get('parameter_bytes') or 0:,} bytes of parameters, model file {p.get('model_bytes') or 0:,} "
             f"bytes), binding budget: {binding}; parity max abs {p['parity_max_abs']:.1e}."
             + (_gate_line(p["gate"]) if p.get("gate") else "")

@@ -113,6 +113,7 @@ class SearchResult:
             "weights_sha256": self.weights_sha256,
             "profile": profile.name if profile else None,
             "chunk_seconds": self.chunk_seconds,
+            "workload": profile.workload.mode if profile else None,
             "precision": self.precision,
             "budgets": {
                 name: {"value": value, "source": self.budget_sources.get(name)} if value is not None else None
@@ -152,13 +153,19 @@ def search(
     budget and what the cheapest subnet costs.
     """
     from s2g_deploy.bundled import resolve_checkpoint
+    from s2g_deploy.profiles import check_architecture, streams
 
-    path = resolve_checkpoint(checkpoint_path)
-    costs = subnet_costs(path)
+    path = resolve_checkpoint(checkpoint_path, causal=streams(profile))
     summary = read_summary(path)
+    check_architecture(profile, summary.architecture, str(path))
+    costs = subnet_costs(path)
     combined, sources = combine(budgets or Budgets(), profile)
     chunk = profile.workload.chunk_seconds if profile else None
-    quality, quality_note = _quality_at_workload(summary.quality, chunk)
+    quality, quality_note = _quality_at_workload(
+        summary.quality, profile.workload.quality_chunk_seconds if profile else None
+    )
+    if streams(profile):
+        quality_note = "quality ranked as the stream computes it: the causal supernet's whole-clip figures (parity)"
     metric, rows = quality_rows(quality, summary.space, str(summary.path))
     precision = precision or (profile.runtime.precision if profile else "fp32")
     model_bytes = _model_bytes(path, costs, precision)
@@ -268,9 +275,10 @@ def _latency_model(choice: Any, path, profile: Profile | None) -> Any:
         return None
     if choice != "cached":
         return choice
+    from s2g_deploy.profiles import streams
     from s2g_deploy.runtime.latency import cached_model
 
-    return cached_model(path, profile)
+    return cached_model(path, profile, "stream" if streams(profile) else "waveform")
 
 
 def _with_predictions(candidates: tuple[Candidate, ...], model: Any, profile: Profile, costs: CostTable) -> tuple:

@@ -1,9 +1,14 @@
-"""Run an exported waveform ONNX on audio files of any length (``s2g separate``).
+"""Run an exported waveform or stream ONNX on audio files of any length (``s2g separate``).
 
-Each file is processed in chunks of ``chunk_seconds`` that overlap by ``overlap_seconds``; the overlaps
+A waveform export processes each file in chunks of ``chunk_seconds`` that overlap by ``overlap_seconds``; the overlaps
 are cross-faded with complementary linear ramps (they sum to one, so a model that is the identity
-gives back its input exactly). Reading, inference and writing go chunk by chunk, so memory stays flat
-whatever the file's length. Every channel is separated on its own (channels are the model's batch).
+gives back its input exactly). A stream export (``s2g export --io stream``, a causal model) is run the
+way it runs on a device instead (:func:`stream_add`): call after call of ``hops_per_call`` hops from
+zero states, the states carried from one call to the next, ``delay`` samples of zeros at the end to
+flush, and the first ``delay`` output samples dropped, so the output is aligned with the input and
+equals the causal model on the whole signal. Reading, inference and writing go chunk by chunk (call by
+call), so memory stays flat whatever the file's length. Every channel is separated on its own
+(channels are the model's batch).
 
 A file at another sample rate than the model's is resampled on the fly with a polyphase
 Kaiser-windowed sinc filter (:class:`Resampler`), separated, and the target resampled back as it comes,
@@ -46,10 +51,24 @@ log = logging.getLogger(__name__)
 
 OUTPUT_SUBTYPE = "FLOAT"  # the library's default output: float WAV, lossless and never clipped
 _BACK_BLOCK = 8192  # output frames per step when resampling the target back (ResampledSource's block)
+_STREAM_BLOCK = 8192  # frames a stream reads and emits at a time (whole calls; at least one)
 _STAGING_PREFIX = ".s2g-tmp-"
 
 
 # --- the model ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How a stream export is called (its ``s2g.stream`` metadata); samples at the model's rate."""
+
+    hop_length: int
+    delay_samples: int  # output sample n is the offline output sample n - delay
+    hops_per_call: int  # the export's own call (its metadata), or the --hops-per-call asked for
+
+    @property
+    def call_samples(self) -> int:
+        return self.hops_per_call * self.hop_length
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,7 @@ class ModelInfo:
     input_name: str
     subnet: str
     target_source: str | None = None  # the training target ("vocals"), where the export records it
+    stream: StreamSpec | None = None  # a stream export's timing; None for a waveform export
 
 
 def resolve_model(model: str | os.PathLike) -> Path:
@@ -83,9 +103,14 @@ def read_model_info(path: Path) -> ModelInfo:
     if "s2g.sample_rate_hz" not in props or "s2g.io" not in props:
         raise InputError(f"{path}: not an s2g export (no s2g.sample_rate_hz / s2g.io metadata)")
     io = json.loads(props["s2g.io"])
-    if io.get("io") != "waveform":
+    inputs = [i.name for i in model.graph.input]
+    stream = None
+    if io.get("io") == "stream" or any(name.startswith("state_") for name in inputs):
+        stream = _stream_spec(path, props, inputs)
+    elif io.get("io") != "waveform":
         raise InputError(
-            f"{path}: a {io.get('io')!r} export (spectrogram in, mask out); s2g separate needs a waveform export"
+            f"{path}: a {io.get('io')!r} export (spectrogram in, mask out); s2g separate needs a waveform export "
+            "or a stream export"
         )
     return ModelInfo(
         path,
@@ -93,7 +118,31 @@ def read_model_info(path: Path) -> ModelInfo:
         io["input"]["name"],
         props.get("s2g.subnet", "?"),
         recorded_target(path, props),
+        stream,
     )
+
+
+def _stream_spec(path: Path, props: dict[str, str], inputs: list[str]) -> StreamSpec:
+    """The hop, delay and call of a stream export, from its ``s2g.stream`` metadata."""
+    try:
+        doc = json.loads(props.get("s2g.stream") or "null")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: a stream export without usable s2g.stream metadata (hop_length, delay_samples)")
+    if "mixture" not in inputs or not any(name.startswith("state_") for name in inputs):
+        raise InputError(f"{path}: a stream export needs a 'mixture' input and state_* inputs, has {inputs}")
+    try:
+        hop = int(doc["hop_length"])
+        delay = int(doc["delay_samples"]) if "delay_samples" in doc else int(doc["n_fft"]) - hop
+        hops = int(doc.get("hops_per_call", 1))
+    except (KeyError, TypeError, ValueError):
+        raise InputError(
+            f"{path}: a stream export whose s2g.stream metadata has no hop_length / delay_samples"
+        ) from None
+    if hop < 1 or delay < 0 or hops < 1:
+        raise InputError(f"{path}: s2g.stream metadata out of range (hop {hop}, delay {delay}, hops per call {hops})")
+    return StreamSpec(hop, delay, hops)
 
 
 def recorded_target(path: Path, props: dict[str, str]) -> str | None:
@@ -329,6 +378,70 @@ def separate_batched(run, mix: np.ndarray, chunk: int, overlap: int, batch_sampl
     return np.concatenate(pieces).T if pieces else np.zeros_like(mix)
 
 
+# --- streaming -------------------------------------------------------------------------------------
+
+
+def stream_add(
+    source,
+    step: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+    shapes: dict[str, tuple],
+    stream: StreamSpec,
+    emit: Callable[[int, np.ndarray, np.ndarray], None],
+) -> int:
+    """Stream ``source`` through a stream export's ``step``; ``emit(start, target, mixture)`` gets
+    consecutive final blocks of [0, source.frames), as :func:`overlap_add` does. Returns the calls.
+
+    Calls of ``stream.call_samples`` (the last one shorter, whole hops) from zero states (``shapes``:
+    each state's shape, ``"batch"`` for the channels), every state carried to the next call, then
+    ``delay`` samples of zeros to flush; output sample ``n`` belongs to input sample ``n - delay``, so
+    the first ``delay`` output samples are dropped. The calls and their inputs are those of
+    :func:`s2g_deploy.runtime.stream.stream_signal` on the whole signal, so the result is the same.
+    The source is read, and the output emitted, in blocks of whole calls of about ``_STREAM_BLOCK``
+    frames (one call if a call is longer): only a block and ``delay`` frames of mixture are held.
+    """
+    from s2g_deploy.runtime.stream import NEXT, zero_states
+
+    hop, delay, call = stream.hop_length, stream.delay_samples, stream.call_samples
+    if hop < 1 or delay < 0 or stream.hops_per_call < 1:
+        raise InputError(f"need a hop of at least 1 sample, a delay >= 0 and >= 1 hop per call, got {stream}")
+    frames, channels = source.frames, source.channels
+    if frames <= 0:
+        return 0
+    total = -(-(frames + delay) // hop) * hop  # whole hops: the signal and the flush
+    span = call * max(1, _STREAM_BLOCK // call)  # a whole number of calls: the calls of stream_signal
+    states = zero_states(shapes, channels)
+    held = np.zeros((0, channels), np.float32)  # mixture frames [done, ...) read but not yet emitted
+    done = calls = 0
+    for block in range(0, total, span):
+        block_end = min(block + span, total)
+        x = source.read(block, block_end)
+        x[max(frames - block, 0) :] = 0  # the flush is zeros, whatever the source gives beyond its end
+        xt = np.ascontiguousarray(x.T)  # (channels, frames): channels are the batch
+        ys = []
+        for start in range(0, block_end - block, call):
+            result = step({"mixture": np.ascontiguousarray(xt[:, start : start + call]), **states})
+            states = {name: result[NEXT + name] for name in shapes}
+            ys.append(np.asarray(result["target"], np.float32))
+            calls += 1
+        y = np.concatenate(ys, axis=1).T  # stream output [block, block_end): input [block - delay, ...)
+        held = np.concatenate([held, x])
+        a, b = max(block - delay, 0), min(block_end - delay, frames)
+        if b > a:
+            offset = a - (block - delay)
+            emit(a, np.ascontiguousarray(y[offset : offset + b - a]), held[: b - a])
+            held, done = held[b - a :], b
+    assert done == frames
+    return calls
+
+
+def _stream_process(session, stream: StreamSpec):
+    """``process(source, emit) -> calls`` for a stream export's onnxruntime session."""
+    from s2g_deploy.runtime.stream import session_step
+
+    step, shapes = session_step(session)
+    return lambda source, emit: stream_add(source, step, shapes, stream, emit)
+
+
 # --- output formats ---------------------------------------------------------------------------------
 
 
@@ -410,17 +523,45 @@ class SeparationResult:
     resampled: bool
     channels: int
     frames: int
-    chunks: int
-    chunk_seconds: float
-    overlap_seconds: float
+    chunks: int  # model runs: chunks, or a stream's calls
+    chunk_seconds: float | None  # None for a stream
+    overlap_seconds: float | None
     wall_s: float
     format: str = "WAV"
     subtype: str = OUTPUT_SUBTYPE
     clipped_samples: int = 0  # sample values beyond [-1, 1] clipped in the two outputs (integer formats)
+    stream: StreamSpec | None = None  # how a stream export was called; None: chunked overlap-add
 
     @property
     def seconds(self) -> float:
         return self.frames / self.sample_rate_hz
+
+    @property
+    def mode(self) -> str:
+        return "chunked" if self.stream is None else "stream"
+
+    @property
+    def calls(self) -> int:
+        """A stream's calls (``chunks`` under its own name)."""
+        return self.chunks
+
+    def _how(self) -> dict:
+        if self.stream is None:
+            return {
+                "chunks": self.chunks,
+                "chunk_seconds": self.chunk_seconds,
+                "overlap_seconds": self.overlap_seconds,
+            }
+        ms = lambda n: round(1000 * n / self.model_sample_rate_hz, 3)  # noqa: E731
+        return {
+            "calls": self.chunks,
+            "hops_per_call": self.stream.hops_per_call,
+            "call_samples": self.stream.call_samples,
+            "call_ms": ms(self.stream.call_samples),
+            "hop_length": self.stream.hop_length,
+            "delay_samples": self.stream.delay_samples,
+            "delay_ms": ms(self.stream.delay_samples),
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -437,9 +578,8 @@ class SeparationResult:
             "channels": self.channels,
             "frames": self.frames,
             "seconds": self.seconds,
-            "chunks": self.chunks,
-            "chunk_seconds": self.chunk_seconds,
-            "overlap_seconds": self.overlap_seconds,
+            "mode": self.mode,
+            **self._how(),
             "wall_s": round(self.wall_s, 3),
             "real_time_factor": round(self.wall_s / self.seconds, 4) if self.frames else None,
             "clipped_samples": self.clipped_samples,
@@ -451,8 +591,9 @@ def separate(
     audio: str | os.PathLike,
     out: str | os.PathLike,
     *,
-    chunk_seconds: float = 10.0,
+    chunk_seconds: float | None = None,
     overlap_seconds: float | None = None,
+    hops_per_call: int | None = None,
     overwrite: bool = False,
     threads: int | None = None,
     output_format: OutputFormat = FLOAT_WAV,
@@ -465,6 +606,7 @@ def separate(
         out,
         chunk_seconds=chunk_seconds,
         overlap_seconds=overlap_seconds,
+        hops_per_call=hops_per_call,
         overwrite=overwrite,
         threads=threads,
         output_format=output_format,
@@ -477,8 +619,9 @@ def separate_files(
     audio: Sequence[str | os.PathLike],
     out: str | os.PathLike,
     *,
-    chunk_seconds: float = 10.0,
+    chunk_seconds: float | None = None,
     overlap_seconds: float | None = None,
+    hops_per_call: int | None = None,
     overwrite: bool = False,
     threads: int | None = None,
     output_format: OutputFormat = FLOAT_WAV,
@@ -496,6 +639,13 @@ def separate_files(
     (default 32-bit float WAV; ``s2g separate`` defaults to 16-bit PCM); integer formats clip to [-1, 1]
     and ``clipped_samples`` counts what was clipped.
 
+    A waveform export runs in chunks of ``chunk_seconds`` (default 10) cross-faded over
+    ``overlap_seconds`` (default 1, at most half a chunk). A stream export (``io`` "stream", or
+    ``state_*`` inputs) is streamed instead (:func:`stream_add`): ``hops_per_call`` hops per call
+    (default: the export's own, from its ``s2g.stream`` metadata), states carried, flushed and
+    aligned, so the output equals the causal model on the whole input; chunk and overlap do not apply
+    to it (giving either is an :class:`InputError`), nor ``hops_per_call`` to a waveform export.
+
     Everything is checked before anything is written: the settings, the model, every input (exists, a
     regular file, readable audio), that no two inputs share a stem, and that no output exists (unless
     ``overwrite``) or is a directory. Bad input and operating-system errors while writing (full disk,
@@ -507,36 +657,57 @@ def separate_files(
     ``on_progress(done_frames, total_frames)`` as its output is written (frames at the input's rate),
     ``on_result(result)`` once its files are in place.
     """
-    overlap_seconds = _check_settings(chunk_seconds, overlap_seconds, threads, audio)
+    given = (chunk_seconds, overlap_seconds)
+    chunk_seconds, overlap_seconds = _check_settings(chunk_seconds, overlap_seconds, threads, audio, hops_per_call)
     info = read_model_info(resolve_model(model))
+    _check_mode(info, *given, hops_per_call)
     jobs = _plan(info, [Path(a) for a in audio], Path(out), output_format, overwrite)
     session = _session(info.path, threads)
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {info.input_name: x})[0]
-
     model_sr = info.sample_rate_hz
-    chunk = max(1, round(chunk_seconds * model_sr))
-    overlap = min(round(overlap_seconds * model_sr), chunk // 2)
+    stream = info.stream
+    if stream is not None:
+        # the export's own call by default: an fp32 stream's output does not depend on how hops are grouped
+        # into calls (parity), but an int8 one's does a little (each call quantizes its activations with
+        # their own range), and its quality gate was measured at the device's call
+        if hops_per_call is not None:
+            stream = StreamSpec(stream.hop_length, stream.delay_samples, hops_per_call)
+        process = _stream_process(session, stream)
+        chunk_s = overlap_s = None
+    else:
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return session.run(None, {info.input_name: x})[0]
+
+        chunk = max(1, round(chunk_seconds * model_sr))
+        overlap = min(round(overlap_seconds * model_sr), chunk // 2)
+        chunk_s, overlap_s = chunk / model_sr, overlap / model_sr
+
+        def process(source, emit) -> int:
+            return overlap_add(source, run, chunk, overlap, emit)
+
     results = []
     with _terminate_as_interrupt():
         for job in jobs:
             if on_start is not None:
                 on_start(job)
             started = time.perf_counter()
-            chunks, clipped = _separate_one(job, run, chunk, overlap, output_format, overwrite, on_progress)
-            seconds = (chunk / model_sr, overlap / model_sr, time.perf_counter() - started)
-            result = _result(info, job, model_sr, chunks, seconds, output_format, clipped)
+            chunks, clipped = _separate_one(job, process, output_format, overwrite, on_progress)
+            seconds = (chunk_s, overlap_s, time.perf_counter() - started)
+            result = _result(info, job, model_sr, chunks, seconds, output_format, clipped, stream)
             results.append(result)
             if on_result is not None:
                 on_result(result)
     return results
 
 
-def _check_settings(chunk_seconds: float, overlap_seconds: float | None, threads: int | None, audio) -> float:
-    """Refuse bad settings before anything is read; returns the overlap in seconds (default: 1 s, at most
-    half a chunk, what s2g evaluate scores)."""
-    if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
+def _check_settings(
+    chunk_seconds: float | None, overlap_seconds: float | None, threads: int | None, audio, hops_per_call=None
+) -> tuple[float, float]:
+    """Refuse bad settings before anything is read; returns the chunk (default 10 s) and the overlap in
+    seconds (default: 1 s, at most half a chunk, what s2g evaluate scores)."""
+    if chunk_seconds is None:
+        chunk_seconds = 10.0
+    elif not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
         raise InputError(f"--chunk-seconds must be positive, got {chunk_seconds}")
     if overlap_seconds is None:
         from s2g_deploy.quality import overlap_for
@@ -546,13 +717,34 @@ def _check_settings(chunk_seconds: float, overlap_seconds: float | None, threads
         raise InputError(f"--overlap-seconds must be between 0 and half the chunk, got {overlap_seconds}")
     if threads is not None and threads < 1:
         raise InputError(f"--threads must be at least 1, got {threads}")
+    if hops_per_call is not None and (
+        isinstance(hops_per_call, bool) or not isinstance(hops_per_call, int) or hops_per_call < 1
+    ):
+        raise InputError(f"--hops-per-call must be a whole number of at least 1, got {hops_per_call}")
     if not audio:
         raise InputError("no audio files given")
-    return overlap_seconds
+    return chunk_seconds, overlap_seconds
 
 
-def _result(info, job, model_sr: int, chunks: int, seconds: tuple, fmt, clipped: int) -> SeparationResult:
-    """``seconds``: (chunk, overlap, wall time)."""
+def _check_mode(info: ModelInfo, chunk_seconds, overlap_seconds, hops_per_call) -> None:
+    """Chunking applies to a waveform export only, hops per call to a stream export only."""
+    if info.stream is not None:
+        given = [
+            name
+            for name, v in (("--chunk-seconds", chunk_seconds), ("--overlap-seconds", overlap_seconds))
+            if v is not None
+        ]
+        if given:
+            raise InputError(
+                f"{info.path}: a stream export runs call by call with its states carried; {' and '.join(given)} "
+                f"{'do' if len(given) > 1 else 'does'} not apply to it (use --hops-per-call to set its call)"
+            )
+    elif hops_per_call is not None:
+        raise InputError(f"{info.path}: --hops-per-call applies to a stream export only; this is a waveform export")
+
+
+def _result(info, job, model_sr: int, chunks: int, seconds: tuple, fmt, clipped: int, stream=None) -> SeparationResult:
+    """``seconds``: (chunk, overlap, wall time); chunk and overlap None for a stream."""
     chunk_s, overlap_s, wall_s = seconds
     return SeparationResult(
         info.path,
@@ -571,6 +763,7 @@ def _result(info, job, model_sr: int, chunks: int, seconds: tuple, fmt, clipped:
         fmt.container,
         fmt.subtype,
         clipped,
+        stream,
     )
 
 
@@ -642,8 +835,12 @@ def _check_input(path: Path) -> tuple[int, int, int]:
     return source.frames, source.channels, source.sample_rate_hz
 
 
-def _separate_one(job: SeparationJob, run, chunk: int, overlap: int, fmt: OutputFormat, overwrite: bool, on_progress):
-    """Separate one checked input into staging files, then rename them into place; (chunks, clipped)."""
+def _separate_one(job: SeparationJob, process, fmt: OutputFormat, overwrite: bool, on_progress):
+    """Separate one checked input into staging files, then rename them into place; (chunks, clipped).
+
+    ``process(source, emit) -> chunks`` separates a source at the model's rate, emitting consecutive
+    final blocks as :func:`overlap_add` does (chunked overlap-add, or a stream's :func:`stream_add`).
+    """
     folder = job.target.parent
     created = _make_dirs(folder)
     staging, placed = None, False
@@ -673,7 +870,7 @@ def _separate_one(job: SeparationJob, run, chunk: int, overlap: int, fmt: Output
                     write(target, mixture)
                     progress(start + len(target))
 
-                chunks = overlap_add(source, run, chunk, overlap, emit)
+                chunks = process(source, emit)
             else:
                 log.info(
                     "resampling %s from %d Hz to the model's %d Hz and back",
@@ -681,7 +878,7 @@ def _separate_one(job: SeparationJob, run, chunk: int, overlap: int, fmt: Output
                     job.sample_rate_hz,
                     job.model_sample_rate_hz,
                 )
-                chunks = _separate_resampled(source, run, job.model_sample_rate_hz, chunk, overlap, write, progress)
+                chunks = _separate_resampled(source, process, job.model_sample_rate_hz, write, progress)
             for w in writers:
                 w.close()
         except BaseException:
@@ -702,7 +899,7 @@ def _separate_one(job: SeparationJob, run, chunk: int, overlap: int, fmt: Output
     return chunks, target_out.clipped + residual_out.clipped
 
 
-def _separate_resampled(source, run, model_sr: int, chunk: int, overlap: int, write, progress) -> int:
+def _separate_resampled(source, process, model_sr: int, write, progress) -> int:
     """Separate at the model's rate and resample the target back as the chunks come (no scratch file).
 
     An output block is computed as soon as every model-rate target frame it depends on has been
@@ -737,7 +934,7 @@ def _separate_resampled(source, run, model_sr: int, chunk: int, overlap: int, wr
         held = np.concatenate([held, target])
         drain(final=False)
 
-    chunks = overlap_add(model_source, run, chunk, overlap, emit)
+    chunks = process(model_source, emit)
     drain(final=True)
     return chunks
 

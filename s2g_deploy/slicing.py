@@ -47,6 +47,8 @@ def _slice_one(name: str, t: torch.Tensor, full: BSRNNConfig, sub: BSRNNConfig) 
             return rows[:, :h]
         return rows  # bias_ih / bias_hh
     if name.endswith(".proj.weight"):
+        if t.shape[1] == H:  # after the causal model's forward-only time LSTM: one direction
+            return t[:n, :h]
         return bidirectional_columns(t, H, h)[:n]
     if name.endswith(".norm.weight") or name.endswith(".norm.bias") or name.endswith(".proj.bias"):
         return t[:n]

@@ -200,12 +200,18 @@ def _compare(directory, model_file, io, subnet, dense_sha, limits, avoid, seed, 
     x = torch.from_numpy(np.stack([unit_noise(n, seed), 0.5 * unit_noise(n, seed + 1)]))
     model = dense.model.eval()
     with torch.no_grad():
-        if io == "waveform":
+        if io in ("waveform", "stream"):
             feed, reference = x, model(x)  # torch.stft/istft: independent of the exported STFT rewrite
         else:
             feed = stft(x, config)
             reference = exportable(model, io)(feed)
-    got = session.run(None, {session.get_inputs()[0].name: feed.numpy()})[0]
+    if io == "stream":  # streamed call by call (the export's own call size), aligned by the stated delay
+        from s2g_deploy.runtime.stream import session_runner, stream_settings
+
+        hops = int(json.loads(props.get("s2g.stream", "{}")).get("hops_per_call", 1))
+        got = session_runner(session, stream_settings(config, hops))(feed.numpy())
+    else:
+        got = session.run(None, {session.get_inputs()[0].name: feed.numpy()})[0]
     err = float(np.abs(got - reference.numpy()).max())
     tolerance, required = limits
     if required is not None:  # int8: the SNR the quality gate set, as the export's own parity demanded

@@ -36,9 +36,11 @@ def randomize_norms(model: torch.nn.Module, seed: int = 0) -> None:
 
 
 def make_supernet(preset: str, seed: int = 0) -> ElasticBSRNN:
+    from s2g_deploy.models.registry import architecture_of
+
     p = get_preset(preset)
     torch.manual_seed(seed)
-    model = ElasticBSRNN(p.config, p.space)
+    model = architecture_of(p.config).load("supernet")(p.config, p.space)
     randomize_norms(model, seed)
     return model.eval()
 
@@ -51,3 +53,39 @@ def tiny() -> ElasticBSRNN:
 @pytest.fixture(scope="session")
 def xsmall() -> ElasticBSRNN:
     return make_supernet("xsmall")
+
+
+# The chunk length each small device ran before it streamed: tests of *offline* supernets under those
+# devices' budgets run them as chunk workloads (a stream profile refuses an offline supernet).
+_CHUNK_OF = {"earbud": 0.016, "watch": 0.032, "phone": 0.064}
+
+
+def chunked_text(name: str) -> str:
+    """The shipped profile ``name``'s TOML with a chunk workload (same budgets, runtime and protocol)."""
+    import re
+
+    from s2g_deploy.profiles import shipped_profiles
+
+    text = shipped_profiles()[name].read_text()
+    if name in _CHUNK_OF:
+        text = text.replace('mode = "stream"', 'mode = "chunk"')
+        text = re.sub(r"chunk_seconds = [0-9.]+", f"chunk_seconds = {_CHUNK_OF[name]}", text)
+    return text
+
+
+def chunked(name: str):
+    """:func:`chunked_text` as a loaded profile."""
+    import tomllib
+
+    from s2g_deploy.profiles import parse_profile
+
+    return parse_profile(tomllib.loads(chunked_text(name)), f"<chunked {name}>")
+
+
+def chunked_toml(name: str, directory) -> str:
+    """:func:`chunked_text` written to ``directory/<name>.toml``; returns the path."""
+    from pathlib import Path
+
+    path = Path(directory) / f"{name}.toml"
+    path.write_text(chunked_text(name))
+    return str(path)

@@ -96,4 +96,16 @@ def test_quantization_quick(tmp_path):
         assert len(row["latency_ms"]["rounds"]["fp32"]) == len(row["latency_ms"]["rounds"]["int8-dynamic"]) == 2
         assert row["int8_speedup"] == row["latency_ms"]["fp32"] / row["latency_ms"]["int8"]
         assert row["file_bytes"]["int8"] < row["file_bytes"]["fp32"] and row["gate"]["passed"]
-    assert "| earbud | 2x4 |" in (tmp_path / "quantization_quick.md").read_text()
+    assert "| earbud | 2x8 | 0.008 s |" in (tmp_path / "quantization_quick.md").read_text()  # the causal tiny, streamed
+
+
+def test_streaming_quick(tmp_path):
+    done = _quick("streaming.py", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "streaming_quick.json").read_text())
+    (row,) = report["rows"]
+    assert row["profile"] == "earbud" and row["stream"]["hops_per_call"] == 2  # 4 ms calls of 2 ms hops
+    assert row["stream"]["algorithmic_latency_ms"] == 6.0  # the tiny preset's 2 ms delay plus the 4 ms call
+    assert row["deadline"]["deadline_ms"] == 4.0 and row["deadline"]["runs"] == row["runs"] >= 50
+    assert row["p99_over_hop"] == row["latency_ms"]["p99"] / 2.0
+    assert "| earbud | 2x8 | fp32 | 4 ms | 6 ms |" in (tmp_path / "streaming_quick.md").read_text()

@@ -67,4 +67,4 @@ def test_subnet_errors_exit_2(tmp_path):
 
 def test_unknown_preset_exits_2():
     result = runner.invoke(app, ["inspect", "--preset", "huge"])
-    assert result.exit_code == 2 and "paper, small, xsmall, tiny" in result.stderr
+    assert result.exit_code == 2 and "paper, small, xsmall, xsmall-causal, tiny-causal, tiny" in result.stderr

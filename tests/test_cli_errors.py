@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import chunked
 from safetensors import safe_open
 from safetensors.torch import save_file
 from typer.testing import CliRunner
@@ -189,5 +190,5 @@ def test_checkpoint_metadata_contradicting_itself_is_invalid_input(tiny_ckpt, tm
 
 
 def test_no_measure_latency_marks_latency_unverified(tiny_ckpt, tmp_path):
-    result = api.export(tiny_ckpt, profile="phone", out=tmp_path / "o", measure_latency=False)
+    result = api.export(tiny_ckpt, profile=chunked("phone"), out=tmp_path / "o", measure_latency=False)
     assert any("UNVERIFIED" in n and "--no-measure-latency" in n for n in result.manifest["notes"])

@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import make_supernet
+from conftest import chunked, make_supernet
 from typer.testing import CliRunner
 
 from s2g_deploy import api
@@ -110,27 +110,27 @@ def test_search_ranks_by_the_quality_at_the_profiles_chunk_length(tmp_path, monk
     monkeypatch.setenv("S2G_CACHE_DIR", str(tmp_path / "cache"))
     model = make_supernet("xsmall")
     grid = model.space.grid()
-    chunk = load_profile("phone").workload.chunk_seconds
+    chunk = chunked("phone").workload.chunk_seconds
     # whole clip: wider is better; at the phone's chunk length: deeper is better (a made-up table)
     whole = {str(s): {"usdr_db": 1.0 + s.width / 8} for s in grid}
-    chunked = {str(s): {"usdr_db": 1.0 + s.depth} for s in grid}
+    at_chunk = {str(s): {"usdr_db": 1.0 + s.depth} for s in grid}
     quality = {
         "metric": "usdr_db",
         "data": {"kind": "fake"},
         "mixture": {"usdr_db": 0.0},
         "subnets": whole,
-        "chunked": {f"{chunk:g}": {"chunk_seconds": chunk, "overlap_seconds": chunk / 2, "subnets": chunked}},
+        "chunked": {f"{chunk:g}": {"chunk_seconds": chunk, "overlap_seconds": chunk / 2, "subnets": at_chunk}},
     }
     path = tmp_path / "q.safetensors"
     save_checkpoint(path, model, CheckpointMeta(model.config, model.space, quality=quality))
-    phone = search(path, None, load_profile("phone"), latency_model=None)
-    assert phone.chosen.quality == chunked[str(phone.chosen.subnet)]["usdr_db"]
+    phone = search(path, None, chunked("phone"), latency_model=None)
+    assert phone.chosen.quality == at_chunk[str(phone.chosen.subnet)]["usdr_db"]
     assert any("ranked as measured at the profile's workload (0.064 s chunks)" in n for n in phone.notes)
     laptop = search(path, None, load_profile("laptop"), latency_model=None)  # 0.128 s: not in the table
     assert laptop.chosen.quality == whole[str(laptop.chosen.subnet)]["usdr_db"]
     assert any("quality unmeasured at the profile's workload (0.128 s chunks)" in n for n in laptop.notes)
     # the made-up tables disagree, so the two rankings pick differently for the same budget
-    phone_like = dataclasses.replace(load_profile("laptop"), workload=load_profile("phone").workload)
+    phone_like = dataclasses.replace(load_profile("laptop"), workload=chunked("phone").workload)
     assert search(path, None, phone_like, latency_model=None).chosen.subnet.depth == 4
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import make_supernet
+from conftest import chunked, make_supernet
 from typer.testing import CliRunner
 
 from s2g_deploy import api
@@ -409,7 +409,7 @@ def test_api_errors_are_typed(tiny_ckpt, tmp_path):
     with pytest.raises(SubnetError):
         api.export(tiny_ckpt, subnet="9x9", out=tmp_path / "o")
     with pytest.raises(InputError, match="not both"):
-        api.export(tiny_ckpt, subnet="1x4", profile="phone", out=tmp_path / "o")
+        api.export(tiny_ckpt, subnet="1x4", profile=chunked("phone"), out=tmp_path / "o")
     assert list(tmp_path.iterdir()) == []
     assert issubclass(VerificationError, Exception) and VerificationError.exit_code == 4
 
@@ -428,7 +428,7 @@ def test_budgets_and_profiles_select_through_search(tiny_ckpt, tmp_path, cost_ca
     assert result.manifest["selection"]["chosen"]["subnet"] == str(expected.subnet)
     assert result.costs["macs_per_second"]["network"] <= 20e6
     # static budgets only: a measured latency would make the test depend on the machine's load
-    result = api.export(tiny_ckpt, profile="earbud", out=tmp_path / "p", measure_latency=False)
+    result = api.export(tiny_ckpt, profile=chunked("earbud"), out=tmp_path / "p", measure_latency=False)
     assert result.manifest["profile"] == "earbud" and result.costs["per_chunk"]["chunk_seconds"] > 0
     # the earbud runs int8: the export is quantized and passed its quality gate (never a silent fp32)
     assert result.manifest["precision"] == "int8-dynamic" and result.manifest["gate"]["passed"]

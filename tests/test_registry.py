@@ -39,6 +39,9 @@ class ToyConfig:
     def frames(self, n_samples: int) -> int:
         return 1 + n_samples // self.hop_length
 
+    def samples_for_frames(self, frames: int) -> int:
+        return (frames - 1) * self.hop_length
+
     def with_size(self, feature_dim: int, num_blocks: int) -> ToyConfig:
         return dataclasses.replace(self, feature_dim=feature_dim, num_blocks=num_blocks)
 

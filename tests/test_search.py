@@ -4,11 +4,11 @@ import subprocess
 import sys
 
 import pytest
-from conftest import make_supernet
+from conftest import chunked, chunked_toml, make_supernet
 from typer.testing import CliRunner
 
 from s2g_deploy import api
-from s2g_deploy.bundled import BUNDLED_SUPERNET
+from s2g_deploy.bundled import BUNDLED_CAUSAL_SUPERNET, BUNDLED_SUPERNET
 from s2g_deploy.checkpoint import CheckpointMeta, save_checkpoint
 from s2g_deploy.cli.app import app
 from s2g_deploy.errors import BudgetInfeasibleError, InputError
@@ -75,7 +75,7 @@ def test_xsmall_cost_table(files):
 
 
 def test_shipped_profiles_pick_different_subnets(files):
-    picks = {name: search(files["quality"], None, load_profile(name)).chosen.subnet for name in shipped_profiles()}
+    picks = {name: search(files["quality"], None, chunked(name)).chosen.subnet for name in shipped_profiles()}
     assert {k: str(v) for k, v in picks.items()} == {
         "earbud": "2x8",  # <= 30M MACs/s
         "watch": "4x8",  # <= 150M: 3x16 needs 151M
@@ -87,7 +87,7 @@ def test_shipped_profiles_pick_different_subnets(files):
 
 
 def test_phone_result_in_full(files):
-    result = search(files["quality"], None, load_profile("phone"))
+    result = search(files["quality"], None, chunked("phone"))
     chosen = result.chosen
     assert chosen.subnet == Subnet(4, 24) and chosen.quality == 9.0 and chosen.params == 394_024
     assert chosen.macs_per_second == 3_497_904 * 501 / 4  # closed form per frame x frames in 4 s / 4 s
@@ -100,15 +100,15 @@ def test_phone_result_in_full(files):
         "1x8", "2x8", "3x8", "4x8", "3x16", "4x16", "3x24", "2x32", "4x24", "3x32", "4x32"
     ]  # fmt: skip
     assert [c.violates for c in result.candidates if not c.feasible] == [("max_macs_per_second",)] * 2
-    assert any("latency p99 <= 32 ms per 0.064 s chunk is a measured budget" in n for n in result.notes)
+    assert any("latency p99 <= 16 ms per 0.064 s chunk is a measured budget" in n for n in result.notes)
 
 
 def test_explicit_budgets_and_the_tighter_of_profile_and_explicit(files):
     assert search(files["quality"], Budgets(max_macs_per_second=300e6)).chosen.subnet == Subnet(4, 16)
-    tighter = search(files["quality"], Budgets(max_macs_per_second=300e6), load_profile("phone"))
+    tighter = search(files["quality"], Budgets(max_macs_per_second=300e6), chunked("phone"))
     assert tighter.chosen.subnet == Subnet(4, 16)
     assert tighter.budget_sources == {"max_macs_per_second": "explicit", "max_params": "profile 'phone'"}
-    looser = search(files["quality"], Budgets(max_macs_per_second=600e6), load_profile("phone"))
+    looser = search(files["quality"], Budgets(max_macs_per_second=600e6), chunked("phone"))
     assert looser.chosen.subnet == Subnet(4, 24) and looser.budgets.max_macs_per_second == 500e6
     by_params = search(files["quality"], Budgets(max_params=60_000))
     assert by_params.chosen.subnet == Subnet(2, 8) and by_params.binding == ("max_params",)
@@ -145,15 +145,15 @@ def test_infeasible_budgets_name_the_binding_budget_and_the_cheapest_cost(files)
     )
     assert info.value.exit_code == 3
     with pytest.raises(BudgetInfeasibleError) as info:
-        search(files["quality"], Budgets(max_params=10_000), load_profile("earbud"))
+        search(files["quality"], Budgets(max_params=10_000), chunked("earbud"))
     assert str(info.value) == (
         "no subnet meets the budget: max_params = 10.0K (explicit) is below the cheapest subnet, 1x8, at 50.6K params"
     )
 
 
 def test_search_is_deterministic(files):
-    first = search(files["quality"], Budgets(max_params=300_000), load_profile("watch")).to_dict()
-    second = search(files["quality"], Budgets(max_params=300_000), load_profile("watch")).to_dict()
+    first = search(files["quality"], Budgets(max_params=300_000), chunked("watch")).to_dict()
+    second = search(files["quality"], Budgets(max_params=300_000), chunked("watch")).to_dict()
     assert first == second and json.loads(json.dumps(first)) == first
 
 
@@ -173,11 +173,11 @@ def test_malformed_quality_tables_and_budgets_are_input_errors(tmp_path, files):
         Budgets(max_params=-1)
     with pytest.raises(InputError, match="budget_macs: 'lots' is not a size"):
         api.search(files["quality"], budget_macs="lots")
-    assert api.search(files["quality"], budget_macs="300M", profile="phone").chosen.subnet == Subnet(4, 16)
+    assert api.search(files["quality"], budget_macs="300M", profile=chunked("phone")).chosen.subnet == Subnet(4, 16)
 
 
-def test_cli_table_json_and_exit_codes(files):
-    result = runner.invoke(app, ["search", str(files["quality"]), "--profile", "phone"])
+def test_cli_table_json_and_exit_codes(files, tmp_path):
+    result = runner.invoke(app, ["search", str(files["quality"]), "--profile", chunked_toml("phone", tmp_path)])
     assert result.exit_code == 0, result.output
     assert "chosen subnet 4x24" in result.stdout and "Pareto front" in result.stdout
     assert "4x24 *" in result.stdout and "binding: max_macs_per_second" in result.stdout
@@ -206,11 +206,12 @@ def test_cli_table_json_and_exit_codes(files):
     assert result.exit_code == 2 and "unknown profile 'toaster'" in result.stderr
 
 
-def test_warm_search_does_not_import_torch(files, cache_dir):
+def test_warm_search_does_not_import_torch(files, cache_dir, tmp_path):
     search(files["quality"])  # warm the cache
+    phone = chunked_toml("phone", tmp_path)
     code = (
         "import sys; from s2g_deploy.search import search, Budgets; from s2g_deploy.profiles import load_profile; "
-        f"r = search({str(files['quality'])!r}, Budgets(), load_profile('phone')); "
+        f"r = search({str(files['quality'])!r}, Budgets(), load_profile({phone!r})); "
         "assert 'torch' not in sys.modules, 'torch imported'; print(r.chosen.subnet)"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, env=os.environ)
@@ -221,9 +222,10 @@ def test_bundled_supernet_costs_and_profiles():
     from s2g_deploy.checkpoint import read_meta
     from s2g_deploy.cost import subnet_costs
 
-    table = subnet_costs(None)
-    for entry in table.entries:  # fvcore with handles against the closed form, every subnet
-        assert abs(entry.macs_per_frame - entry.closed_form_macs_per_frame) <= 0.01 * entry.closed_form_macs_per_frame
-    assert read_meta(BUNDLED_SUPERNET).quality is not None
+    for path in (None, BUNDLED_CAUSAL_SUPERNET):  # the offline and the causal bundled supernets
+        table = subnet_costs(path)
+        for entry in table.entries:  # fvcore with handles against the closed form, every subnet
+            assert entry.macs_per_frame == entry.closed_form_macs_per_frame, entry.subnet
+    assert read_meta(BUNDLED_SUPERNET).quality is not None and read_meta(BUNDLED_CAUSAL_SUPERNET).quality is not None
     picks = {search(None, None, load_profile(name)).chosen.subnet for name in shipped_profiles()}
     assert len(picks) >= 3

@@ -87,6 +87,16 @@ def render(report) -> None:
         f"throughput {report.throughput['audio_seconds_per_second']:.1f} s of audio per s "
         f"({report.throughput['runs_per_second']:.1f} runs/s); model file {report.model_bytes:,} bytes"
     )
+    d, st = report.deadline, report.stream
+    if st:
+        stdout.print(
+            f"  stream: {st['hops_per_call']} hop(s) of {st['hop_ms']:g} ms per call, states carried; deadline "
+            f"{d['deadline_ms']:g} ms per call: {d['misses']} of {d['runs']} calls missed it (worst "
+            f"{d['worst_ms']:.3f} ms); p99 {lat['p99']:.3f} ms is {lat['p99'] / st['hop_ms']:.2f} of a hop; "
+            f"algorithmic latency {st['algorithmic_latency_ms']:g} ms"
+        )
+    elif d:
+        stdout.print(f"  deadline {d['deadline_ms']:g} ms per run: {d['misses']} of {d['runs']} runs missed it")
     if report.compare:
         for row in report.compare:
             ratio = row["latency_ms"]["p50"] / lat["p50"]
@@ -120,7 +130,10 @@ def calibrate(
     checkpoint: Annotated[
         Path | None, typer.Argument(help="Supernet checkpoint; default: the bundled supernet.")
     ] = None,
-    io: Annotated[str, typer.Option(help="The export's I/O contract: waveform or spectrogram.")] = "waveform",
+    io: Annotated[
+        str | None,
+        typer.Option(help="The export's I/O contract: waveform, spectrogram or stream (default: the profile's)."),
+    ] = None,
     repeats: Annotated[
         int, typer.Option(help="Measure each subnet this many times (fresh processes) and keep the median.")
     ] = 1,

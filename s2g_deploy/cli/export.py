@@ -23,8 +23,12 @@ def export(
     budget_params: Annotated[str | None, typer.Option(help="Max parameters, e.g. 1.5M.")] = None,
     profile: Annotated[str | None, typer.Option(help="Device profile name or TOML file.")] = None,
     io: Annotated[
-        str, typer.Option(help="waveform: samples in and out; spectrogram: only the mask network.")
-    ] = "waveform",
+        str | None,
+        typer.Option(
+            help="waveform: samples in and out; spectrogram: only the mask network; stream: a causal supernet's "
+            "stream, states in and out. Default: stream for a stream profile or a causal checkpoint, else waveform."
+        ),
+    ] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset (default: the profile's, else 17).")] = None,
     precision: Annotated[
         str | None,

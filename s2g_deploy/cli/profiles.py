@@ -35,8 +35,8 @@ def list_(
         emit_json([p.to_dict() for p in profiles])
         return
     table = Table(title="Shipped device profiles")
-    for column in ("name", "max MACs/s", "max params", "latency", "chunk", "runtime", "device"):
-        table.add_column(column, justify="right" if column.startswith(("max", "lat", "chunk")) else "left")
+    for column in ("name", "max MACs/s", "max params", "latency", "workload", "runtime", "device"):
+        table.add_column(column, justify="right" if column.startswith(("max", "lat", "work")) else "left")
     for p in profiles:
         b, r = p.budgets, p.runtime
         table.add_row(
@@ -44,7 +44,7 @@ def list_(
             format_size(b.max_macs_per_second) if b.max_macs_per_second else "-",
             format_size(b.max_params) if b.max_params else "-",
             f"{b.latency_statistic} <= {b.latency_ms:g} ms" if b.latency_ms else "-",
-            f"{p.workload.chunk_seconds:g} s x {p.workload.batch}",
+            f"{p.workload.mode} {1000 * p.workload.chunk_seconds:g} ms x {p.workload.batch}",
             f"{r.execution_provider.removesuffix('ExecutionProvider')}, {r.intra_op_threads} thr, {r.precision}",
             p.description.split(".")[0].split("(")[0].strip(),
         )

@@ -38,6 +38,10 @@ def release(
             help="Held-out stems folder for the quality gate of int8 profiles (default: tracks rendered now)."
         ),
     ] = None,
+    causal_checkpoint: Annotated[
+        Path | None,
+        typer.Option(help="Causal supernet for the stream profiles (earbud, watch, phone); default: the bundled one."),
+    ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress on stderr.")] = False,
     json_: Annotated[bool, typer.Option("--json", help="Print release.json's content on stdout.")] = False,
 ) -> None:
@@ -58,6 +62,7 @@ def release(
             allow_infeasible=allow_infeasible,
             overwrite=overwrite,
             gate_data=gate_data,
+            causal_checkpoint=causal_checkpoint,
         )
     if json_:
         emit_json(result.to_dict())

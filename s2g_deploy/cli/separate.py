@@ -1,4 +1,4 @@
-"""``s2g separate``: run an exported waveform model on audio files."""
+"""``s2g separate``: run an exported waveform or stream model on audio files."""
 
 from __future__ import annotations
 
@@ -24,9 +24,18 @@ def separate(
         bool, typer.Option("--float32", help="32-bit float WAV output: never clips (default: 16-bit PCM).")
     ] = False,
     flac: Annotated[bool, typer.Option("--flac", help="FLAC output, 16-bit or 24-bit with --int24.")] = False,
-    chunk_seconds: Annotated[float, typer.Option(help="Seconds of audio per model run.")] = 10.0,
+    chunk_seconds: Annotated[
+        float | None, typer.Option(help="Seconds of audio per model run (default: 10; waveform exports only).")
+    ] = None,
     overlap_seconds: Annotated[
-        float | None, typer.Option(help="Cross-faded overlap between chunks, seconds (default: 1, at most chunk/2).")
+        float | None,
+        typer.Option(
+            help="Cross-faded overlap between chunks, seconds (default: 1, at most chunk/2; waveform exports only)."
+        ),
+    ] = None,
+    hops_per_call: Annotated[
+        int | None,
+        typer.Option(help="Hops per call of a stream export (default: the export's own; stream exports only)."),
     ] = None,
     threads: Annotated[int | None, typer.Option(help="onnxruntime intra-op threads, >= 1 (default: its own).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace existing output files.")] = False,
@@ -35,7 +44,8 @@ def separate(
         bool, typer.Option("--json", help="Print one JSON document on stdout (a list, one per input).")
     ] = False,
 ) -> None:
-    """Separate audio files with an exported waveform model, in overlapping chunks (flat memory).
+    """Separate audio files with an exported model: a waveform export in overlapping chunks, a stream
+    export call by call with its states carried (flat memory either way).
 
     For each input, writes OUT/<name>/<source>.wav (the model's target, e.g. vocals) and OUT/<name>/no_<source>.wav.
     A model that does not record its source gives target.wav and residual.wav.
@@ -54,6 +64,7 @@ def separate(
             out,
             chunk_seconds=chunk_seconds,
             overlap_seconds=overlap_seconds,
+            hops_per_call=hops_per_call,
             overwrite=overwrite,
             threads=threads,
             output_format=fmt,
@@ -127,7 +138,14 @@ class _SeparateView:
                 highlight=False,
             )
         if self.show_results:
-            stdout.print(f"{result.input} -> {result.target}, {result.residual}", markup=False, highlight=False)
+            how = ""
+            if result.stream is not None:
+                s = result.stream
+                how = (
+                    f" (streamed: {result.calls} calls of {s.hops_per_call} x {s.hop_length}-sample hops, "
+                    f"delay {s.delay_samples} samples)"
+                )
+            stdout.print(f"{result.input} -> {result.target}, {result.residual}{how}", markup=False, highlight=False)
 
     def _stop(self) -> None:
         if self.bar is not None:

@@ -12,7 +12,8 @@ This package module itself is torch-free: it names the I/O contracts an export c
 
 from s2g_deploy.errors import InputError
 
-IO_MODES = ("waveform", "spectrogram")  # samples in and out (STFT in the graph), or the mask network only
+# samples in and out (STFT in the graph), the mask network only, or a causal model's stream (states in and out)
+IO_MODES = ("waveform", "spectrogram", "stream")
 # The layout of exported graphs; part of every latency calibration's key, since latency is the graph's.
 # 1: per-band op chains, convolution STFT/iSTFT. 2: lean graphs (batched bands, constant shapes, framed STFT).
 GRAPH_FORMAT = 2

@@ -63,12 +63,12 @@ def export_costs(dense: BSRNN, io: str, model_bytes: bytes, count_samples: int, 
 
 def _model_macs(dense: BSRNN, io: str, n_samples: int) -> dict:
     network, source = network_macs(dense, n_samples)
-    s = sum(stft_macs(dense.config, n_samples, framed_transforms(dense)).values()) if io == "waveform" else 0
+    s = sum(stft_macs(dense.config, n_samples, framed_transforms(dense)).values()) if io != "spectrogram" else 0
     return {"network": network, "stft_istft": s, "total": network + s, "source": source}
 
 
 def _graph_macs(model_bytes: bytes, io: str, config: BSRNNConfig, n_samples: int) -> GraphMacs:
-    shape = (1, n_samples) if io == "waveform" else (1, config.n_bins, config.frames(n_samples), 2)
+    shape = (1, n_samples) if io != "spectrogram" else (1, config.n_bins, config.frames(n_samples), 2)
     return count_graph_macs(model_bytes, shape)
 
 

@@ -78,6 +78,8 @@ def metadata_props(facts: dict[str, Any]) -> dict[str, str]:
         "s2g.parameter_bytes": str(costs.get("parameter_bytes", {}).get("graph", "")),
         **_precision_props(facts),
     }
+    if facts.get("stream"):  # what a streaming caller needs besides the graph: the timing and the states
+        props["s2g.stream"] = _json({**facts["stream"], "states": facts["io"]["states"]})
     target = (facts.get("training") or {}).get("target")
     if target:  # the source it separates: s2g separate names its outputs after it
         props["s2g.target"] = str(target)
@@ -179,6 +181,23 @@ def _card_io(facts: dict[str, Any]) -> list[str]:
         f"| output | `{io['output']['name']}` | {_shape(io['output']['shape'])} | float32 |",
         "",
     ]
+    if io["io"] == "stream":
+        st = facts["stream"]
+        rows = [f"| state | `{x['name']}` -> `{x['output']}` | {_shape(x['shape'])} | float32 |" for x in io["states"]]
+        return [
+            *lines[:-1],
+            *rows,
+            "",
+            f"A stream: each call takes the next k hops of a mono mixture at {sr} Hz (`samples` = k x "
+            f"{st['hop_length']}, any k >= 1) and every state, and returns k hops of the target and every "
+            "updated state (`next_...`), to be fed to the next call. Initial states are zeros; one stream per "
+            f"batch row. Output sample n is the causal model's estimate of input sample n - {st['delay_samples']} "
+            f"(delay {st['delay_ms']:g} ms); with {st['hops_per_call']} hop(s) per call "
+            f"({st['call_ms']:g} ms) the algorithmic latency is {st['algorithmic_latency_samples']} samples "
+            f"({st['algorithmic_latency_ms']:g} ms). STFT: n_fft {st['n_fft']}, hop {st['hop_length']}, "
+            "periodic Hann analysis and synthesis windows, inside the graph. `s2g separate model.onnx song.wav "
+            "--out stems/` streams a WAV file of any length and aligns the result with the input.",
+        ]
     if io["io"] == "waveform":
         return [
             *lines,
@@ -206,7 +225,20 @@ def _card_usage(facts: dict[str, Any]) -> list[str]:
         "import numpy as np, onnxruntime as ort",
         'session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])',
     ]
-    if io["io"] == "waveform":
+    if io["io"] == "stream":
+        hop = facts["stream"]["hop_length"]
+        lines += [
+            "inputs = {i.name: i for i in session.get_inputs()}",
+            "states = {n: np.zeros([1 if isinstance(d, str) else d for d in i.shape], np.float32)",
+            '          for n, i in inputs.items() if n != "mixture"}',
+            f"hop = {hop}  # samples per hop; a call takes any whole number of hops",
+            "names = [o.name for o in session.get_outputs()]",
+            "for chunk in np.zeros((100, 1, hop), np.float32):  # (batch, hop) at a time, from the audio device",
+            '    outs = dict(zip(names, session.run(names, {"mixture": chunk, **states})))',
+            '    target = outs["target"]  # (batch, hop): the separated stream, delayed by the stated delay',
+            '    states = {n: outs["next_" + n] for n in states}',
+        ]
+    elif io["io"] == "waveform":
         lines += [
             f"mixture = np.zeros((1, {sr}), np.float32)  # (batch, samples), {sr} Hz",
             f'target = session.run(None, {{"{io["input"]["name"]}": mixture}})[0]  # same shape',

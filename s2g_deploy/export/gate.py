@@ -48,6 +48,13 @@ class GateReport:
     limit_db: float  # the largest uSDR drop accepted
     required_snr_db: float  # what parity demands (module docstring)
     seconds: float  # wall time of the gate
+    streamed: bool = False  # a stream export: chunk_seconds is the call, the states carried between calls
+
+    @property
+    def label(self) -> str:
+        if self.streamed:
+            return f"streamed, {1000 * self.chunk_seconds:g} ms calls, states carried"
+        return workload_label(self.chunk_seconds)
 
     @property
     def worst_drop_db(self) -> float:
@@ -75,9 +82,11 @@ class GateReport:
             "quantized": dict(self.quantized),
             "snr_db_vs_fp32": _round(self.snr_db),
             "workload": {
-                "label": workload_label(self.chunk_seconds),
+                "label": self.label,
                 "chunk_seconds": self.chunk_seconds,
-                "overlap_seconds": overlap_for(self.chunk_seconds) if self.chunk_seconds else None,
+                "overlap_seconds": overlap_for(self.chunk_seconds)
+                if self.chunk_seconds and not self.streamed
+                else None,
             },
             "data": dict(self.data),
             "required_parity_snr_db": _round(self.required_snr_db),
@@ -90,7 +99,7 @@ class GateReport:
             f"{self.precision} uSDR drop {d['usdr_db_worst_track']:.3f} dB on the worst track (limit "
             f"{self.limit_db:g} dB), mean {d['usdr_db']:.3f} dB ({self.quantized['usdr_db']:.3f} vs fp32 "
             f"{self.fp32['usdr_db']:.3f} dB), cSDR drop {d.get('csdr_db', math.nan):.3f} dB, "
-            f"SNR vs fp32 {self.snr_db:.1f} dB, at {workload_label(self.chunk_seconds)} on {self.data['tracks']} "
+            f"SNR vs fp32 {self.snr_db:.1f} dB, {'' if self.streamed else 'at '}{self.label} on {self.data['tracks']} "
             f"tracks x {self.data['seconds']:g} s ({self.data['kind']})"
         )
 
@@ -106,14 +115,19 @@ def run_gate(
     chunk_seconds: float | None,
     limit_db: float,
     precision: str,
+    stream=None,
 ) -> GateReport:
-    """Score both models on ``data``; raises :class:`VerificationError` (exit 4) with the numbers if it fails."""
+    """Score both models on ``data``; raises :class:`VerificationError` (exit 4) with the numbers if it fails.
+
+    ``stream`` (``export.stream.StreamSettings``, a stream export): both files stream every track call by
+    call, ``chunk_seconds`` of audio per call.
+    """
     from s2g_deploy.train.evaluate import score_estimates
 
     t = time.perf_counter()
     sr = data.sample_rate_hz
-    y32 = _separate(fp32, data, chunk_seconds)
-    y8 = _separate(quantized, data, chunk_seconds)
+    y32 = _separate(fp32, data, chunk_seconds, stream)
+    y8 = _separate(quantized, data, chunk_seconds, stream)
     examples = list(data.examples)
     targets = [t for _, _, t in examples]
     report = GateReport(
@@ -127,6 +141,7 @@ def run_gate(
         limit_db=limit_db,
         required_snr_db=required_snr_db(targets, y32, limit_db),
         seconds=time.perf_counter() - t,
+        streamed=stream is not None,
     )
     log.info("quality gate: %s (%.1f s)", report.summary(), report.seconds)
     if not report.passed:
@@ -134,19 +149,16 @@ def run_gate(
     return report
 
 
-def _separate(model: bytes, data: GateData, chunk_seconds: float | None) -> list[np.ndarray]:
+def _separate(model: bytes, data: GateData, chunk_seconds: float | None, stream=None) -> list[np.ndarray]:
     """Estimates of every gate track by ``model`` in onnxruntime, one thread, as the quality table runs them."""
     from s2g_deploy.runtime.session import SessionSettings, build_session
+    from s2g_deploy.runtime.stream import session_runner
     from s2g_deploy.separate import separate_batched
 
     session = build_session(model, SessionSettings(intra_op_threads=1, inter_op_threads=1))
-    name = session.get_inputs()[0].name
-
-    def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {name: np.ascontiguousarray(x, np.float32)})[0]
-
+    run = session_runner(session, stream)
     mix = np.stack([m for _, m, _ in data.examples])  # the gate's tracks share one length
-    if chunk_seconds is None:
+    if chunk_seconds is None or stream is not None:
         return list(run(mix))
     sr = data.sample_rate_hz
     chunk = max(1, round(chunk_seconds * sr))
@@ -215,18 +227,21 @@ class QuantizedParity:
         return f"min SNR vs fp32 {self.min_snr_db:.1f} dB (required {self.required_snr_db:.1f} dB)"
 
 
-def quantized_parity(fp32: bytes, quantized: bytes, lengths: Sequence[int], sample_rate_hz: int, required: float):
+def quantized_parity(
+    fp32: bytes, quantized: bytes, lengths: Sequence[int], sample_rate_hz: int, required: float, stream=None
+):
     """:class:`QuantizedParity` on the fp32 parity inputs (unit noise and synthetic music, batch 2); raises
-    :class:`VerificationError` when it fails or a file returns the wrong shape."""
+    :class:`VerificationError` when it fails or a file returns the wrong shape. A stream streams."""
     from s2g_deploy.export.parity import parity_inputs
     from s2g_deploy.runtime.session import SessionSettings, build_session
+    from s2g_deploy.runtime.stream import session_runner
 
     settings = SessionSettings(intra_op_threads=1, inter_op_threads=1, deterministic=True)
-    sessions = [build_session(m, settings) for m in (fp32, quantized)]
+    runners = [session_runner(build_session(m, settings), stream) for m in (fp32, quantized)]
     snr, max_abs = {}, {}
     for n in lengths:
         x = parity_inputs(n, sample_rate_hz)
-        y32, y8 = (s.run(None, {s.get_inputs()[0].name: x})[0] for s in sessions)
+        y32, y8 = (run(x) for run in runners)
         if y8.shape != x.shape:
             raise VerificationError(f"quantized parity: output shape {list(y8.shape)} for input {list(x.shape)}")
         snr[n] = min(snr_db(a, b) for a, b in zip(y32, y8, strict=True))
@@ -237,14 +252,15 @@ def quantized_parity(fp32: bytes, quantized: bytes, lengths: Sequence[int], samp
     return report
 
 
-def check_same_outputs(final: bytes, model: bytes, n: int, sample_rate_hz: int) -> None:
+def check_same_outputs(final: bytes, model: bytes, n: int, sample_rate_hz: int, stream=None) -> None:
     """The file as written (metadata added) in a fresh session computes what ``model`` computed."""
     from s2g_deploy.export.parity import TOLERANCE_ABS, parity_inputs
     from s2g_deploy.runtime.session import SessionSettings, build_session
+    from s2g_deploy.runtime.stream import session_runner
 
     settings = SessionSettings(intra_op_threads=1, inter_op_threads=1, deterministic=True)
     x = parity_inputs(n, sample_rate_hz)
-    a, b = (s.run(None, {s.get_inputs()[0].name: x})[0] for s in (build_session(m, settings) for m in (final, model)))
+    a, b = (session_runner(build_session(m, settings), stream)(x) for m in (final, model))
     err = float(np.abs(a - b).max())
     if not err <= TOLERANCE_ABS:
         raise VerificationError(

@@ -59,23 +59,33 @@ class GraphCountError(RuntimeError):
 def count_graph_macs(model: onnx.ModelProto | bytes, input_shape: tuple[int, ...]) -> GraphMacs:
     """Count the MACs of ``model`` for its (first) input of ``input_shape``."""
     model = onnx.load_from_string(model) if isinstance(model, bytes | bytearray) else _copy(model)
-    # the first real input gets ``input_shape``; any others must be concrete already
-    inp = next(i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer})
+    # the first real input gets ``input_shape``; any others (a stream's states) share its named batch axis
+    feeds = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
+    inp = feeds[0]
     dims = inp.type.tensor_type.shape.dim
     if len(dims) != len(input_shape):
         raise ValueError(f"input {inp.name!r} has rank {len(dims)}, got shape {input_shape}")
+    batch_axis = dims[0].dim_param if dims and dims[0].HasField("dim_param") else None
     for dim, size in zip(dims, input_shape):
         dim.Clear()
         dim.dim_value = int(size)
+    for other in feeds[1:]:
+        for dim in other.type.tensor_type.shape.dim:
+            if batch_axis and dim.HasField("dim_param") and dim.dim_param == batch_axis:
+                dim.Clear()
+                dim.dim_value = int(input_shape[0])
+    feed_shapes = {
+        i.name: tuple(d.dim_value if d.HasField("dim_value") else None for d in i.type.tensor_type.shape.dim)
+        for i in feeds
+    }
     inferred = shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
     shapes = _shapes(inferred)
     counted = [n for n in inferred.graph.node if n.op_type in COUNTED]
     unresolved = sorted(
         {x for n in counted for x in (*n.input[:2], n.output[0]) if x and None in shapes.get(x, (None,))}
     )
-    feeds = [i for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}]
-    if unresolved and len(feeds) == 1:  # a graph with other inputs cannot be run on zeros of one shape
-        shapes.update(_run_shapes(model, inp.name, input_shape, unresolved))
+    if unresolved and all(None not in shape for shape in feed_shapes.values()):  # every feed concrete: run it
+        shapes.update(_run_shapes(model, feed_shapes, unresolved))
     attrs = {n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in inferred.graph.node}
 
     network = stft = 0
@@ -94,8 +104,8 @@ def count_graph_macs(model: onnx.ModelProto | bytes, input_shape: tuple[int, ...
     return GraphMacs(tuple(int(s) for s in input_shape), network, stft, dict(sorted(by_op.items())), dict(nodes))
 
 
-def _run_shapes(model: onnx.ModelProto, input_name: str, input_shape, names: list[str]) -> dict[str, tuple]:
-    """Shapes of ``names`` read off one onnxruntime run on zeros of ``input_shape``.
+def _run_shapes(model: onnx.ModelProto, feed_shapes: dict[str, tuple], names: list[str]) -> dict[str, tuple]:
+    """Shapes of ``names`` read off one onnxruntime run on zeros of ``feed_shapes`` (input name: shape).
 
     ONNX's static inference stops at sizes computed from the input's length (e.g. the framed STFT's
     frame count, ``1 + samples // hop``); running the graph once resolves them exactly.
@@ -110,7 +120,7 @@ def _run_shapes(model: onnx.ModelProto, input_name: str, input_shape, names: lis
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every named tensor
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    values = session.run(names, {input_name: np.zeros(input_shape, dtype=np.float32)})
+    values = session.run(names, {name: np.zeros(shape, dtype=np.float32) for name, shape in feed_shapes.items()})
     return {name: tuple(v.shape) for name, v in zip(names, values)}
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from s2g_deploy.export import IO_MODES
 from s2g_deploy.export.stft import ConvISTFT, ConvSTFT, FramedISTFT, FramedSTFT, framed
 from s2g_deploy.models.bsrnn import BSRNN, complex_multiply
+from s2g_deploy.runtime.stream import NEXT
 
 DEFAULT_OPSET = 17
 MIN_OPSET, MAX_OPSET = 11, 20  # all export and run (checked); the TorchScript exporter stops at 20
@@ -51,34 +52,70 @@ def single_threaded() -> Iterator[None]:
 
 @dataclass(frozen=True)
 class IOSpec:
-    """Names, shapes and dynamic axes of one exported contract."""
+    """Names, shapes and dynamic axes of one exported contract.
+
+    ``states`` (a stream only): each state input's name and shape; its output is named ``next_`` + name.
+    """
 
     io: str
     input_name: str
     output_name: str
     input_shape: tuple[str | int, ...]
     output_shape: tuple[str | int, ...]
+    states: tuple[tuple[str, tuple[str | int, ...]], ...] = ()
+
+    @property
+    def inputs(self) -> tuple[tuple[str, tuple[str | int, ...]], ...]:
+        return ((self.input_name, self.input_shape), *self.states)
+
+    @property
+    def outputs(self) -> tuple[tuple[str, tuple[str | int, ...]], ...]:
+        return ((self.output_name, self.output_shape), *((NEXT + name, shape) for name, shape in self.states))
 
     @property
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
-        def axes(shape):
-            return {i: d for i, d in enumerate(shape) if isinstance(d, str)}
-
-        return {self.input_name: axes(self.input_shape), self.output_name: axes(self.output_shape)}
+        return {
+            name: {i: d for i, d in enumerate(shape) if isinstance(d, str)}
+            for name, shape in self.inputs + self.outputs
+        }
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "io": self.io,
             "input": {"name": self.input_name, "shape": list(self.input_shape), "dtype": "float32"},
             "output": {"name": self.output_name, "shape": list(self.output_shape), "dtype": "float32"},
         }
+        if self.states:
+            from s2g_deploy.runtime.stream import STATE_DOCS
+
+            out["states"] = [
+                {
+                    "name": name,
+                    "output": NEXT + name,
+                    "shape": list(shape),
+                    "dtype": "float32",
+                    "initial": "zeros",
+                    "holds": STATE_DOCS.get(name, ""),
+                }
+                for name, shape in self.states
+            ]
+        return out
 
 
-def io_spec(io: str, n_bins: int) -> IOSpec:
+def io_spec(io: str, config) -> IOSpec:
+    """The contract of ``io`` for a dense model of ``config``."""
     if io == "waveform":
         return IOSpec(io, "mixture", "target", (BATCH, SAMPLES), (BATCH, SAMPLES))
     if io == "spectrogram":
+        n_bins = config.n_bins
         return IOSpec(io, "spectrogram", "mask", (BATCH, n_bins, FRAMES, 2), (BATCH, n_bins, FRAMES, 2))
+    if io == "stream":
+        from s2g_deploy.runtime.stream import state_shapes
+
+        states = tuple(
+            (name, tuple(BATCH if d == "batch" else d for d in shape)) for name, shape in state_shapes(config).items()
+        )
+        return IOSpec(io, "mixture", "target", (BATCH, SAMPLES), (BATCH, SAMPLES), states)
     raise ValueError(f"unknown io {io!r}; choose one of {', '.join(IO_MODES)}")
 
 
@@ -129,23 +166,40 @@ class MaskNetwork(nn.Module):
 
 def exportable(model: BSRNN, io: str) -> nn.Module:
     """The module that gets traced for ``io``, in eval mode."""
+    if io == "stream":
+        from s2g_deploy.export.stream import StreamingSeparator
+
+        return StreamingSeparator(model).eval()
     module = WaveformSeparator(model) if io == "waveform" else MaskNetwork(model)
     return module.eval()
 
 
-def example_input(model: BSRNN, io: str, n_samples: int) -> torch.Tensor:
-    """A deterministic trace input of ``n_samples`` samples (or the frames they give), batch 1."""
-    wav = torch.randn(1, n_samples, generator=torch.Generator().manual_seed(1234)).clamp(-3, 3) / 3
+def example_input(model: BSRNN, io: str, n_samples: int) -> tuple[torch.Tensor, ...]:
+    """Deterministic trace inputs of ``n_samples`` samples (or the frames they give), batch 1.
+
+    A stream traces one call of ``n_samples`` rounded down to whole hops, from random states (zeros
+    would let the exporter fold them away).
+    """
+    gen = torch.Generator().manual_seed(1234)
+    if io == "stream":
+        hops = max(1, n_samples // model.config.hop_length)
+        wav = torch.randn(1, hops * model.config.hop_length, generator=gen).clamp(-3, 3) / 3
+        shapes = io_spec(io, model.config).states
+        return (
+            wav,
+            *(0.1 * torch.randn(*[1 if d == BATCH else d for d in shape], generator=gen) for _, shape in shapes),
+        )
+    wav = torch.randn(1, n_samples, generator=gen).clamp(-3, 3) / 3
     if io == "waveform":
-        return wav
+        return (wav,)
     from s2g_deploy.models.bsrnn import stft
 
-    return stft(wav, model.config)
+    return (stft(wav, model.config),)
 
 
 def to_onnx(model: BSRNN, io: str, opset: int, trace_samples: int) -> bytes:
     """Trace ``model`` with the TorchScript exporter; returns the serialized ONNX model."""
-    spec = io_spec(io, model.config.n_bins)
+    spec = io_spec(io, model.config)
     module = exportable(model, io)
     buffer = _io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
@@ -154,10 +208,10 @@ def to_onnx(model: BSRNN, io: str, opset: int, trace_samples: int) -> bytes:
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
-            (example_input(model, io, trace_samples),),
+            example_input(model, io, trace_samples),
             buffer,
-            input_names=[spec.input_name],
-            output_names=[spec.output_name],
+            input_names=[name for name, _ in spec.inputs],
+            output_names=[name for name, _ in spec.outputs],
             dynamic_axes=spec.dynamic_axes,
             opset_version=opset,
             do_constant_folding=True,
@@ -256,8 +310,9 @@ def _declare_contract(model_bytes: bytes, spec: IOSpec) -> bytes:
     import onnx
 
     model = onnx.load_from_string(model_bytes)
+    shapes = dict(spec.inputs + spec.outputs)
     for vi in [*model.graph.input, *model.graph.output]:
-        shape = {spec.input_name: spec.input_shape, spec.output_name: spec.output_shape}.get(vi.name)
+        shape = shapes.get(vi.name)
         if shape is None:
             continue
         dims = vi.type.tensor_type.shape.dim
@@ -288,13 +343,13 @@ def check_declared_axes(model, spec: IOSpec, what: str) -> None:
     """The file must declare exactly the contract's shapes, dynamic axes by name."""
     from s2g_deploy.errors import VerificationError
 
-    for name, shape in ((spec.input_name, spec.input_shape), (spec.output_name, spec.output_shape)):
+    for name, shape in spec.inputs + spec.outputs:
         found = declared_shape(model, name)
         if found != list(shape):
             raise VerificationError(f"{what}: {name!r} is declared as {found}, expected {list(shape)}")
 
 
-def simplify(model_bytes: bytes, io: str, n_bins: int) -> tuple[bytes, dict]:
+def simplify(model_bytes: bytes, io: str, config) -> tuple[bytes, dict]:
     """onnxsim with the dynamic axes left dynamic; returns the simplified model and a summary.
 
     onnxsim's ``check`` only says the graph is valid (GUIDE section 4 item 4); the parity certificate
@@ -306,7 +361,7 @@ def simplify(model_bytes: bytes, io: str, n_bins: int) -> tuple[bytes, dict]:
 
     from s2g_deploy.errors import VerificationError
 
-    spec = io_spec(io, n_bins)
+    spec = io_spec(io, config)
     model = onnx.load_from_string(model_bytes)
     check_declared_axes(model, spec, "exported ONNX")
     nodes_before = len(model.graph.node)

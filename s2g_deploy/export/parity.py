@@ -35,6 +35,7 @@ SIGNALS = ("noise", "music")
 
 
 PARITY_SECONDS = (0.5, 3.0, 10.0)
+STREAM_HOPS = (1, 7)  # hops per call a stream export is proved at: hop by hop, and several (not the traced 3)
 
 
 def default_lengths(
@@ -232,6 +233,17 @@ def parity_stages(supernet, subnet, dense: BSRNN, io: str, raw: bytes, simplifie
     stages.append(("dense_torch", torch_stage(dense)))
     if io == "waveform":  # the traced module itself: localises an error to the STFT rewrite or the exporter
         stages.append(("export_module", torch_stage(exportable(dense, io))))
+    if io == "stream":  # every stream stage runs call by call from zero states, aligned by the delay
+        from s2g_deploy.export.stream import state_shapes, torch_step
+
+        step, shapes = torch_step(exportable(dense, io)), state_shapes(dense.config)
+        stages.append((f"export_module_{STREAM_HOPS[-1]}hops", _streamed(step, shapes, dense.config, STREAM_HOPS[-1])))
+        for name, model_bytes in (("onnx", raw), ("onnx_simplified", simplified)):
+            stages += [
+                (f"{name}_{k}hop{'s' if k > 1 else ''}", _onnx_stage(model_bytes, io, dense.config, k))
+                for k in STREAM_HOPS
+            ]
+        return stages
     stages += [
         ("onnx", _onnx_stage(raw, io, dense.config)),
         ("onnx_simplified", _onnx_stage(simplified, io, dense.config)),
@@ -239,11 +251,21 @@ def parity_stages(supernet, subnet, dense: BSRNN, io: str, raw: bytes, simplifie
     return stages
 
 
-def _onnx_stage(model_bytes: bytes, io: str, config: BSRNNConfig):
+def _streamed(step, shapes, config, hops_per_call: int) -> Stage:
+    from s2g_deploy.runtime.stream import stream_signal
+
+    return lambda x: stream_signal(step, shapes, x, config.hop_length, config.n_fft - config.hop_length, hops_per_call)
+
+
+def _onnx_stage(model_bytes: bytes, io: str, config: BSRNNConfig, hops_per_call: int = 1):
     session = _session(model_bytes)
     name = session.get_inputs()[0].name
     if io == "waveform":
         return lambda x: session.run(None, {name: x})[0]
+    if io == "stream":
+        from s2g_deploy.runtime.stream import session_step
+
+        return _streamed(*session_step(session), config, hops_per_call)
 
     def run(x: np.ndarray) -> np.ndarray:  # torch STFT -> ONNX mask -> torch iSTFT
         with torch.no_grad():

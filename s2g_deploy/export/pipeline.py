@@ -11,6 +11,7 @@ a staging directory (:func:`stage`) that becomes the output only at :meth:`Stage
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import logging
 import os
@@ -76,11 +77,11 @@ class ExportOptions:
     """What ``s2g export`` is asked for (see ``api.export``): the one argument list of an export."""
 
     out: str | os.PathLike
-    checkpoint: str | os.PathLike | None = None
+    checkpoint: str | os.PathLike | None = None  # default: the bundled supernet (the causal one for a stream)
     subnet: Subnet | str | None = None
     budgets: Any = None  # s2g_deploy.budgets.Budgets
     profile: Any = None  # a shipped name, a TOML path or a loaded Profile
-    io: str = "waveform"
+    io: str | None = None  # default: stream for a streaming profile, else waveform
     overwrite: bool = False
     opset: int | None = None
     measure_latency: bool = True
@@ -105,6 +106,7 @@ class ExportJob:
     notes: tuple[str, ...]
     precision: str = "fp32"  # resolved: the option, else the profile's
     max_quality_drop_db: float = DEFAULT_MAX_QUALITY_DROP_DB
+    stream: Any = None  # export.stream.StreamSettings of a stream export (hops per call from the profile)
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, in the manifest
 
@@ -155,18 +157,17 @@ class ExportResult:
 
 def validate(options: ExportOptions, profile: Any = None, extra_notes: tuple[str, ...] = ()) -> ExportJob:
     """Every refusal that needs no weights, in the order a user meets them; ``profile``: already loaded."""
-    check_io(options.io)
+    prof = profile if profile is not None else load_profile(options.profile)
+    if options.io is not None:
+        check_io(options.io)
     if options.opset is not None:
         _check_opset(options.opset, "--opset")
     subnet = Subnet.parse(options.subnet) if isinstance(options.subnet, str) else options.subnet
     if subnet is not None and (options.budgets is not None or options.profile is not None):
         raise InputError("give either --subnet or budgets/--profile, not both")
     out = check_target(options.out, options.overwrite)
-    from s2g_deploy.bundled import resolve_checkpoint
-
-    ckpt_path = resolve_checkpoint(options.checkpoint)
-    meta = read_meta(ckpt_path)  # fast: a bad file fails here, before search or loading weights
-    prof = profile if profile is not None else load_profile(options.profile)
+    ckpt_path, meta, io = _resolve_checkpoint(options, prof)
+    options = dataclasses.replace(options, io=io)
     runtime = getattr(prof, "runtime", None)
     opset = options.opset
     if opset is None:
@@ -174,9 +175,60 @@ def validate(options: ExportOptions, profile: Any = None, extra_notes: tuple[str
     notes = list(extra_notes)
     for note in extra_notes:
         log.warning("%s", note)
+    stream = _check_architecture(ckpt_path, meta, options.io, prof)
     precision, max_drop = _check_precision(options, prof)
     _check_selection(ckpt_path, meta, subnet, options.budgets, prof)
-    return ExportJob(options, out, ckpt_path, meta, prof, subnet, opset, tuple(notes), precision, max_drop)
+    return ExportJob(
+        options, out, ckpt_path, meta, prof, subnet, opset, tuple(notes), precision, max_drop, stream=stream
+    )
+
+
+def _resolve_checkpoint(options: ExportOptions, prof: Any) -> tuple[Path, CheckpointMeta, str]:
+    """(checkpoint, its header, the I/O contract). Without ``--io``: a stream for a stream profile, or
+    for a causal checkpoint and no profile, else waveform; without a checkpoint: the bundled supernet
+    that serves that contract (the causal one for a stream)."""
+    from s2g_deploy.bundled import default_checkpoint
+    from s2g_deploy.models.registry import get_architecture
+    from s2g_deploy.profiles import streams
+
+    io = options.io
+    if options.checkpoint is None:
+        io = io or ("stream" if streams(prof) else "waveform")
+        path = default_checkpoint(causal=io == "stream")
+        return path, read_meta(path), io
+    path = Path(options.checkpoint)
+    meta = read_meta(path)  # fast: a bad file fails here, before search or loading weights
+    if io is None:
+        causal = get_architecture(meta.architecture).causal
+        io = "stream" if streams(prof) or (prof is None and causal) else "waveform"
+    return path, meta, io
+
+
+def _check_architecture(ckpt_path: Path, meta: CheckpointMeta, io: str, prof: Any):
+    """A causal checkpoint exports as a stream, an offline one as anything else; a profile's workload
+    agrees. Returns the stream's settings (hops per call: the profile's chunk) or None."""
+    from s2g_deploy.models.registry import get_architecture
+    from s2g_deploy.profiles import check_architecture
+
+    check_architecture(prof, meta.architecture, str(ckpt_path))  # first: the profile names the fix best
+    causal = get_architecture(meta.architecture).causal
+    if io == "stream" and not causal:
+        raise InputError(
+            f"{ckpt_path}: an offline ({meta.architecture}) checkpoint cannot stream; --io stream needs a causal "
+            "supernet: omit the checkpoint to use the bundled causal one, or train one with "
+            "s2g train --preset xsmall-causal"
+        )
+    if causal and io != "stream":
+        raise InputError(f"{ckpt_path}: a causal ({meta.architecture}) checkpoint exports as --io stream, not {io}")
+    if io != "stream":
+        return None
+    from s2g_deploy.runtime.stream import hops_per_call, stream_settings
+
+    hops = 1
+    if prof is not None:
+        what = f"profile {prof.name!r} workload.chunk_seconds"
+        hops = hops_per_call(prof.workload.chunk_seconds, meta.config.sample_rate_hz, meta.config.hop_length, what)
+    return stream_settings(meta.config, hops)
 
 
 def _check_precision(options: ExportOptions, prof: Any) -> tuple[str, float]:
@@ -187,8 +239,10 @@ def _check_precision(options: ExportOptions, prof: Any) -> tuple[str, float]:
     else:
         precision = getattr(runtime, "precision", "fp32")
     check_runnable(precision, getattr(runtime, "execution_provider", "CPUExecutionProvider"), "--precision")
-    if precision != "fp32" and options.io != "waveform":
-        raise InputError(f"--precision {precision} needs --io waveform: the quality gate separates audio with the file")
+    if precision != "fp32" and options.io == "spectrogram":
+        raise InputError(
+            f"--precision {precision} needs --io waveform or stream: the quality gate separates audio with the file"
+        )
     max_drop = options.max_quality_drop_db
     if max_drop is None:
         max_drop = getattr(runtime, "max_quality_drop_db", DEFAULT_MAX_QUALITY_DROP_DB)
@@ -298,6 +352,8 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
     supernet, parent_sha, dense = slice_dense(ckpt, subnet)
     config = dense.config
     trace_samples = config.sample_rate_hz + 5  # 1 s, off the hop grid; parity runs at other lengths
+    if job.io == "stream":  # one call of 3 hops; parity streams 1 and 7 hops per call
+        trace_samples = 3 * config.hop_length
     lengths = default_lengths(config.sample_rate_hz, trace_samples, job.options.parity_seconds)
     with StagedDirectory(job.out, job.options.overwrite) as staging:
         work = staging.path
@@ -311,13 +367,16 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
             "subnet": str(subnet),
             "params": architecture_of(config).count_params(config),
             "architecture": ckpt.meta.architecture,
-            "io": io_spec(job.io, config.n_bins).to_dict(),
+            "io": io_spec(job.io, config).to_dict(),
             "sample_rate_hz": config.sample_rate_hz,
             "stft": describe.stft_settings(config),
+            "stream": job.stream.to_dict() if job.stream is not None else None,
             "opset": job.opset,
             "costs": costs,
             "parity": parity,
-            "quality": subnet_quality(ckpt.meta.quality, str(subnet), _chunk_seconds(job.profile)),
+            "quality": subnet_quality(
+                ckpt.meta.quality, str(subnet), _chunk_seconds(job.profile), stream=job.stream is not None
+            ),
             "supernet_weights_sha256": parent_sha,
             "checkpoint_file_sha256": sha256_file(job.checkpoint),
             "dense_weights_sha256": dense_sha,
@@ -332,7 +391,7 @@ def stage(job: ExportJob, ckpt: Checkpoint, choice: Choice) -> Iterator[Staged]:
         else:
             from s2g_deploy.export.gate import check_same_outputs
 
-            check_same_outputs(final, shipped, lengths[0], config.sample_rate_hz)
+            check_same_outputs(final, shipped, lengths[0], config.sample_rate_hz, job.stream)
         (work / MODEL_FILE).write_bytes(final)
         (work / CARD_FILE).write_text(describe.model_card(facts), encoding="utf-8")
         job.timings["total"] = time.perf_counter() - job.started
@@ -361,8 +420,9 @@ def apply_precision(job: ExportJob, simplified: bytes, config: Any, lengths, tra
     job.timings["quantize"] = time.perf_counter() - t
     target = str(training.get("target") or (training.get("data_description") or {}).get("target") or "vocals")
     data = gate_data.gate_data(job.options.gate_data, sr, target)
-    report = gate.run_gate(simplified, model, data, _chunk_seconds(job.profile), job.max_quality_drop_db, job.precision)
-    parity = gate.quantized_parity(simplified, model, lengths, sr, report.required_snr_db)
+    chunk = _chunk_seconds(job.profile) if job.stream is None else job.stream.call_samples / sr
+    report = gate.run_gate(simplified, model, data, chunk, job.max_quality_drop_db, job.precision, job.stream)
+    parity = gate.quantized_parity(simplified, model, lengths, sr, report.required_snr_db, job.stream)
     job.timings["gate"] = time.perf_counter() - t - job.timings["quantize"]
     record = {**quantized.to_dict(), "in_graph_basis": compacted.to_dict(), "parity": parity.to_dict()}
     return model, {"precision": job.precision, "quantization": record, "gate": report.to_dict()}
@@ -399,7 +459,9 @@ def precision_costs(job: ExportJob, config: Any, costs: Mapping, shipped: bytes)
 
 
 def _chunk_seconds(profile: Any) -> float | None:
-    return profile.workload.chunk_seconds if profile else None
+    """The chunk the profile's quality is quoted at: None (whole clip) for offline and stream workloads,
+    since a stream computes what the causal model computes on the whole signal (parity)."""
+    return profile.workload.quality_chunk_seconds if profile else None
 
 
 def write_dense(path: Path, dense: Any, subnet: Subnet, parent_sha: str, meta: CheckpointMeta) -> str:
@@ -422,7 +484,7 @@ def export_onnx(job: ExportJob, dense: Any, subnet: Subnet, trace_samples: int) 
     job.timings["export"] = time.perf_counter() - t
     log.info("simplifying with onnxsim")
     t = time.perf_counter()
-    simplified, simplify_info = simplify(raw, job.io, dense.config.n_bins)
+    simplified, simplify_info = simplify(raw, job.io, dense.config)
     job.timings["simplify"] = time.perf_counter() - t
     return raw, simplified, simplify_info
 
@@ -499,6 +561,7 @@ def build_manifest(job: ExportJob, ckpt: Checkpoint, choice: Choice, facts: dict
             "sample_rate_hz": facts["sample_rate_hz"],
             "stft": facts["stft"],
         },
+        "stream": facts["stream"],
         "precision": facts["precision"],
         "quantization": facts["quantization"],
         "gate": facts["gate"],

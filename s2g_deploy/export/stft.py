@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from s2g_deploy.models.bsrnn import BSRNNConfig
+from s2g_deploy.models.config import CausalBSRNNConfig
 from s2g_deploy.models.layout import reshape
 
 
@@ -164,15 +165,24 @@ class FramedSTFT(nn.Module):
         self.register_buffer("odd", odd.t().float().contiguous(), persistent=False)  # (h, 2 Fo)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        n_fft, hop = self.n_fft, self.hop_length
-        per_frame, h = n_fft // hop, n_fft // 2
+        hop, h = self.hop_length, self.n_fft // 2
         # centring pad, plus one hop of zeros so the chunk count below never runs short
         x = F.pad(wav, (h, h + hop))  # (B, S + n_fft + hop)
         frames = 1 + wav.shape[-1] // hop
-        chunks = reshape(x[:, : (frames + per_frame - 1) * hop], (0, -1, hop)).transpose(0, 1)  # (T+R-1, B, hop)
+        return self.analyse(self.frames(x[:, : (frames + self.n_fft // hop - 1) * hop]))
+
+    def frames(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, (T + R - 1) hop) -> (T, B, n_fft): frame t starts at sample t hop (R = n_fft / hop)."""
+        per_frame = self.n_fft // self.hop_length
+        chunks = reshape(x, (0, -1, self.hop_length)).transpose(0, 1)  # (T+R-1, B, hop)
         # frame t is chunks t .. t+R-1: R slices with constant ends (the chunk count is T + R - 1)
         ends = [r - (per_frame - 1) or None for r in range(per_frame)]
-        x = torch.cat([chunks[r:end] for r, end in enumerate(ends)], dim=-1) * self.window  # (T, B, n_fft)
+        return torch.cat([chunks[r:end] for r, end in enumerate(ends)], dim=-1)  # (T, B, n_fft)
+
+    def analyse(self, frames: torch.Tensor) -> torch.Tensor:
+        """(T, B, n_fft) frames -> (T, B, 2, F): window, butterfly, two MatMuls, bins interleaved."""
+        h = self.n_fft // 2
+        x = frames * self.window
         a, d = x[..., :h] + x[..., h:], x[..., :h] - x[..., h:]  # (T, B, h) each
         n_odd = self.n_fft // 4  # odd bins 1, 3, ..., below n_fft/2
         even = reshape(a @ self.even, (0, 0, 2, -1))  # (T, B, 2, Fe): bins 0, 2, ..., n_fft/2
@@ -200,7 +210,7 @@ class FramedISTFT(nn.Module):
         self.register_buffer("window", window.float(), persistent=False)  # (n_fft,)
         self.register_buffer("window_sq", (window**2).float().reshape(-1, hop_length), persistent=False)  # (R, hop)
 
-    def _overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
+    def overlap_add(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, B, n_fft) -> (B, n_fft + hop (T - 1)): frame t starts at sample t * hop."""
         per_frame = self.n_fft // self.hop_length
         parts = reshape(frames, (0, 0, per_frame, self.hop_length))  # (T, B, R, hop)
@@ -209,15 +219,19 @@ class FramedISTFT(nn.Module):
             total = total + F.pad(parts[:, :, r], (0, 0, 0, 0, r, per_frame - 1 - r))  # (T+R-1, B, hop)
         return reshape(total.transpose(0, 1), (0, -1))  # (B, (T+R-1) hop)
 
-    def forward(self, spec: torch.Tensor, length: int | torch.Tensor) -> torch.Tensor:
-        h = self.n_fft // 2
+    def synthesise(self, spec: torch.Tensor) -> torch.Tensor:
+        """(T, B, 2, F) -> (T, B, n_fft): each frame's inverse real DFT times the synthesis window."""
         even = reshape(spec[..., 0::2], (0, 0, -1))  # (T, B, 2 Fe) as [Re; Im]
         odd = reshape(spec[..., 1::2], (0, 0, -1))  # (T, B, 2 Fo)
         e, o = even @ self.even, odd @ self.odd  # (T, B, h) each
-        frames = torch.cat([e + o, e - o], dim=-1) * self.window  # (T, B, n_fft)
-        wav = self._overlap_add(frames)
+        return torch.cat([e + o, e - o], dim=-1) * self.window  # (T, B, n_fft)
+
+    def forward(self, spec: torch.Tensor, length: int | torch.Tensor) -> torch.Tensor:
+        h = self.n_fft // 2
+        frames = self.synthesise(spec)  # (T, B, n_fft)
+        wav = self.overlap_add(frames)
         ones = torch.ones_like(frames[:, :1, :1]).unsqueeze(-1)  # (T, 1, 1, 1), follows the dynamic T
-        envelope = self._overlap_add(reshape(ones * self.window_sq, (0, 0, -1)))  # (1, n_fft + hop (T-1))
+        envelope = self.overlap_add(reshape(ones * self.window_sq, (0, 0, -1)))  # (1, n_fft + hop (T-1))
         return (wav[:, h:] / envelope[:, h:])[:, :length]  # (B, length)
 
 
@@ -231,7 +245,10 @@ def stft_macs(config: BSRNNConfig, n_samples: int, framed_transforms: bool | Non
     DC and Nyquist imaginary rows are zero but still multiplied, so they are counted.
     """
     n_fft, hop = config.n_fft, config.hop_length
-    frames = 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop
+    if isinstance(config, CausalBSRNNConfig):  # a stream: one frame per hop, framed transforms
+        frames, framed_transforms = config.frames(n_samples), True
+    else:
+        frames = 1 + (n_samples + 2 * (n_fft // 2) - n_fft) // hop
     rows = 2 * (n_fft // 2 + 1)
     if framed(n_fft, hop) if framed_transforms is None else framed_transforms:
         return {"stft": rows * (n_fft // 2) * frames, "istft": rows * (n_fft // 2) * frames}

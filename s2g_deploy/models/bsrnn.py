@@ -57,69 +57,89 @@ def _stacked(linears) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class BandSplit(nn.Module):
-    """Per band: [Re; Im] of its G_k bins -> GroupNorm(1) over (T, 2 G_k) -> Linear -> N features."""
+    """Per band: [Re; Im] of its G_k bins -> GroupNorm(1) over (T, 2 G_k) -> Linear -> N features.
 
-    def __init__(self, band_widths: tuple[int, ...], feature_dim: int):
+    ``frame_norm`` (the causal model): statistics per frame over all bins instead, so no frame sees the
+    future and the bands' levels relative to each other survive; each band keeps its own affine.
+    """
+
+    def __init__(self, band_widths: tuple[int, ...], feature_dim: int, frame_norm: bool = False):
         super().__init__()
-        self.band_widths = band_widths
+        self.band_widths, self.frame_norm = band_widths, frame_norm
         self.groups = band_groups(band_widths)
         self.norms = nn.ModuleList(nn.GroupNorm(1, 2 * g) for g in band_widths)
         self.fcs = nn.ModuleList(nn.Linear(2 * g, feature_dim) for g in band_widths)
 
     def forward(self, spec: torch.Tensor) -> torch.Tensor:
         # spec: (T, B, 2, F) real and imaginary parts, time-major
+        if self.frame_norm:  # statistics per (T, B) over (2, F)
+            mean = spec.mean((2, 3), keepdim=True)
+            centred = spec - mean
+            spec = centred * torch.rsqrt((centred * centred).mean((2, 3), keepdim=True) + self.norms[0].eps)
         out, start = [], 0
         for first, count, width in self.groups:
             bands = slice(first, first + count)
             x = reshape(spec[..., start : start + count * width], (0, 0, 2, count, width))  # (T, B, 2, c, G)
             start += count * width
             x = reshape(x.permute(3, 0, 1, 2, 4), (0, 0, 0, 2 * width))  # (c, T, B, 2G) as [Re; Im]
-            x = group_norm(x, (1, 3), *_norm_affine(self.norms[bands], 4))  # statistics per (band, B)
+            weight, bias, eps = _norm_affine(self.norms[bands], 4)
+            x = x * weight + bias if self.frame_norm else group_norm(x, (1, 3), weight, bias, eps)  # per (band, B)
             weight, bias = _stacked(self.fcs[bands])  # (c, 2G, N), (c, 1, N)
             out.append(reshape(x, (0, -1, 2 * width)) @ weight + bias)  # (c, T*B, N)
         return torch.cat(out, dim=0)  # (K, T*B, N)
 
 
 class ResidualBLSTM(nn.Module):
-    """z + Linear(BLSTM(GroupNorm(1)(z))) along the sequence axis of a sequence-first (seq, batch, N)."""
+    """z + Linear(BLSTM(GroupNorm(1)(z))) along the sequence axis of a sequence-first (seq, batch, N).
 
-    def __init__(self, feature_dim: int, hidden: int):
+    ``causal``: a forward-only LSTM (H units) whose state can be carried between calls, and GroupNorm(1)
+    statistics per step over N only (a LayerNorm), so step t sees nothing after t.
+    """
+
+    def __init__(self, feature_dim: int, hidden: int, causal: bool = False):
         super().__init__()
+        self.norm_dims = (2,) if causal else (0, 2)  # per (seq, batch) step, or per sequence over (seq, N)
         self.norm = nn.GroupNorm(1, feature_dim)
-        self.lstm = nn.LSTM(feature_dim, hidden, bidirectional=True)
-        self.proj = nn.Linear(2 * hidden, feature_dim)
+        self.lstm = nn.LSTM(feature_dim, hidden, bidirectional=not causal)
+        self.proj = nn.Linear((1 if causal else 2) * hidden, feature_dim)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        # z: (seq, batch, N); GroupNorm(1) statistics per sequence, over (seq, N)
+    def forward(self, z: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None):
+        # z: (seq, batch, N); state: the LSTM's (h, c), each (1, batch, H), or None for zeros
         n = self.norm
-        y, _ = self.lstm(group_norm(z, (0, 2), n.weight, n.bias, n.eps))  # (seq, batch, 2H)
-        return z + self.proj(y)
+        y, state = self.lstm(group_norm(z, self.norm_dims, n.weight, n.bias, n.eps), state)  # (seq, batch, 2H or H)
+        return z + self.proj(y), state
 
 
 class BandSequenceBlock(nn.Module):
-    """One BSRNN block: a residual BLSTM over time, then one over bands."""
+    """One BSRNN block: a residual BLSTM over time, then one over bands.
 
-    def __init__(self, n_bands: int, feature_dim: int, hidden: int):
+    ``causal``: the time LSTM runs forward only and carries its state; the band BLSTM stays
+    bidirectional (it runs within one frame) and its norm is per frame already.
+    """
+
+    def __init__(self, n_bands: int, feature_dim: int, hidden: int, causal: bool = False):
         super().__init__()
         self.n_bands, self.feature_dim = n_bands, feature_dim
-        self.time = ResidualBLSTM(feature_dim, hidden)
+        self.time = ResidualBLSTM(feature_dim, hidden, causal=causal)
         self.band = ResidualBLSTM(feature_dim, hidden)
 
-    def forward(self, z: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, frames: torch.Tensor, state=None):
+        """(K, T*B, N) -> (K, T*B, N) and the time LSTM's final (h, c), each (1, B*K, H)."""
         K, N = self.n_bands, self.feature_dim
         z = split_frames(z, frames, (K,), (N,)).permute(1, 2, 0, 3)  # (K, T*B, N) -> (T, B, K, N)
-        z = self.time(reshape(z, (0, -1, N)))  # sequence over T, batch B*K
+        z, state = self.time(reshape(z, (0, -1, N)), state)  # sequence over T, batch B*K
         z = reshape(reshape(z, (0, -1, K, N)).permute(2, 0, 1, 3), (0, -1, N))  # (K, T*B, N)
-        return self.band(z)  # sequence over K, batch T*B
+        return self.band(z)[0], state  # sequence over K, batch T*B
 
 
 class MaskEstimation(nn.Module):
     """Per band: GroupNorm(1) -> Linear(N, M) -> tanh -> Linear(M, 4 G_k) -> GLU -> complex mask."""
 
-    def __init__(self, band_widths: tuple[int, ...], feature_dim: int, hidden: int):
+    def __init__(self, band_widths: tuple[int, ...], feature_dim: int, hidden: int, frame_norm: bool = False):
         super().__init__()
         self.groups = band_groups(band_widths)
         self.n_bands, self.feature_dim = len(band_widths), feature_dim
+        self.norm_dims = (3,) if frame_norm else (1, 3)  # per (band, T, B), or per (band, B) over (T, N)
         self.norms = nn.ModuleList(nn.GroupNorm(1, feature_dim) for _ in band_widths)
         self.fc1 = nn.ModuleList(nn.Linear(feature_dim, hidden) for _ in band_widths)
         self.fc2 = nn.ModuleList(nn.Linear(hidden, 4 * g) for g in band_widths)
@@ -127,7 +147,9 @@ class MaskEstimation(nn.Module):
     def forward(self, z: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
         # z: (K, T*B, N); every band has the same input and hidden sizes: one batched matmul for fc1
         K, N = self.n_bands, self.feature_dim
-        x = group_norm(split_frames(z, frames, (K,), (N,)), (1, 3), *_norm_affine(self.norms, 4))  # (K, T, B, N)
+        x = group_norm(
+            split_frames(z, frames, (K,), (N,)), self.norm_dims, *_norm_affine(self.norms, 4)
+        )  # (K, T, B, N)
         weight, bias = _stacked(self.fc1)  # (K, N, M), (K, 1, M)
         x = torch.tanh(reshape(x, (0, -1, N)) @ weight + bias)  # (K, T*B, M)
         masks = []
@@ -146,15 +168,17 @@ class BSRNN(nn.Module):
     an STFT and an inverse STFT. The STFT is centred with zero padding, so any S >= 1 works.
     """
 
+    causal = False  # CausalBSRNN (models/causal.py): per-frame norms, forward-only time LSTMs
+
     def __init__(self, config: BSRNNConfig):
         super().__init__()
         self.config = config
-        c = config
-        self.band_split = BandSplit(c.band_widths, c.feature_dim)
+        c, causal = config, self.causal
+        self.band_split = BandSplit(c.band_widths, c.feature_dim, frame_norm=causal)
         self.blocks = nn.ModuleList(
-            BandSequenceBlock(c.n_bands, c.feature_dim, c.lstm_hidden) for _ in range(c.num_blocks)
+            BandSequenceBlock(c.n_bands, c.feature_dim, c.lstm_hidden, causal=causal) for _ in range(c.num_blocks)
         )
-        self.mask_estimation = MaskEstimation(c.band_widths, c.feature_dim, c.mask_hidden)
+        self.mask_estimation = MaskEstimation(c.band_widths, c.feature_dim, c.mask_hidden, frame_norm=causal)
 
     def mask(self, spec: torch.Tensor) -> torch.Tensor:
         """Complex mask (B, F, T, 2) for a spectrogram (B, F, T, 2) given as real and imaginary parts."""
@@ -162,11 +186,21 @@ class BSRNN(nn.Module):
 
     def mask_frames(self, spec: torch.Tensor) -> torch.Tensor:
         """:meth:`mask` on time-major spectrograms: (T, B, 2, F) -> (T, B, 2, F)."""
+        return self.mask_step(spec)[0]
+
+    def mask_step(self, spec: torch.Tensor, states=None):
+        """:meth:`mask_frames` from given time-LSTM states; returns the mask and the final states.
+
+        ``states``: one (h, c) per block, each (1, B*K, H), or None for zeros. Carrying the returned
+        states into the next call continues the same sequence (the causal model's streaming).
+        """
         z = self.band_split(spec)  # (K, T*B, N): band-major inside
-        for block in self.blocks:
-            z = block(z, spec)  # (K, T*B, N)
+        out = []
+        for i, block in enumerate(self.blocks):
+            z, state = block(z, spec, None if states is None else states[i])  # (K, T*B, N)
+            out.append(state)
         mask = self.mask_estimation(z, spec)  # (T*B, 2, F)
-        return split_frames(mask, spec, (), (2, self.config.n_bins))  # (T, B, 2, F)
+        return split_frames(mask, spec, (), (2, self.config.n_bins)), out  # (T, B, 2, F)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         # wav: (B, S)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from dataclasses import dataclass
 
 
@@ -59,6 +60,10 @@ class BSRNNConfig:
     def frames(self, n_samples: int) -> int:
         """STFT frames for an input of ``n_samples`` samples (centred, zero-padded)."""
         return 1 + n_samples // self.hop_length
+
+    def samples_for_frames(self, frames: int) -> int:
+        """The fewest samples that give ``frames`` frames (the inverse of :meth:`frames`)."""
+        return (frames - 1) * self.hop_length
 
     def with_size(self, feature_dim: int, num_blocks: int) -> BSRNNConfig:
         return dataclasses.replace(self, feature_dim=feature_dim, num_blocks=num_blocks)
@@ -126,3 +131,63 @@ def macs_per_frame(config: BSRNNConfig) -> int:
     block = 2 * bands * (blstm_step + projection)
     mask = bands * n * m + 4 * bins * m  # per band Linear(n, m) and Linear(m, 4 G_k)
     return band_split + config.num_blocks * block + mask
+
+
+@dataclass(frozen=True)
+class CausalBSRNNConfig(BSRNNConfig):
+    """A :class:`BSRNNConfig` for the causal BSRNN; hop must divide n_fft (the stream moves by whole hops)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_fft % self.hop_length:
+            raise ValueError(
+                f"invalid causal BSRNN config: hop_length must divide n_fft, got {self.n_fft}/{self.hop_length}"
+            )
+
+    @property
+    def delay_samples(self) -> int:
+        """Samples between an input sample and its output sample in a stream: n_fft - hop."""
+        return self.n_fft - self.hop_length
+
+    def frames(self, n_samples: int) -> int:
+        """Frames a stream computes for ``n_samples``: one per hop (a frame ends with each hop)."""
+        return math.ceil(n_samples / self.hop_length)
+
+    def samples_for_frames(self, frames: int) -> int:
+        return frames * self.hop_length
+
+
+def causal_count_params(config: CausalBSRNNConfig) -> int:
+    """Closed-form parameter count of a dense causal BSRNN (checked against ``sum(p.numel())``)."""
+    n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
+    bins, K = config.n_bins, config.n_bands
+    band_split = 4 * bins + 2 * bins * n + K * n
+    band = 2 * n + 2 * (4 * h * (n + h) + 8 * h) + (2 * h * n + n)  # residual BLSTM, as offline
+    time = 2 * n + (4 * h * (n + h) + 8 * h) + (h * n + n)  # forward-only LSTM and Linear(H, N)
+    mask = K * (2 * n + n * m + m) + 4 * bins * m + 4 * bins
+    return band_split + L * (band + time) + mask
+
+
+def causal_macs_per_frame(config: CausalBSRNNConfig) -> int:
+    """Closed-form network MACs per STFT frame of a dense causal BSRNN (checked against fvcore)."""
+    n, h, m = config.feature_dim, config.lstm_hidden, config.mask_hidden
+    bins, K = config.n_bins, config.n_bands
+    lstm_step = 4 * h * (n + h)  # one direction: 4 gates x (n input + h recurrent) x h units
+    band = K * (2 * lstm_step + 2 * h * n)  # the band BLSTM: K steps per frame, both directions
+    time = K * (lstm_step + h * n)  # the time LSTM: K sequences advance one step per frame
+    mask = K * n * m + 4 * bins * m
+    return 2 * bins * n + config.num_blocks * (band + time) + mask
+
+
+def causal_quantizable_weights(config: CausalBSRNNConfig) -> tuple[int, int]:
+    """(elements, scale/zero-point pairs) int8 stores, as :func:`quantizable_weights`."""
+    n, h, m, L = config.feature_dim, config.lstm_hidden, config.mask_hidden, config.num_blocks
+    bins, runs = config.n_bins, len(band_groups(config.band_widths))
+    band = (2 * 4 * h * (n + h) + 2 * h * n, 2 * 2 * 4 * h + n)
+    time = (4 * h * (n + h) + h * n, 2 * 4 * h + n)  # W and R of one direction, then Linear(H, N)
+    band_split = (2 * bins * n, runs)
+    mask = (config.n_bands * n * m + 4 * bins * m, 1 + runs)
+    return (
+        band_split[0] + L * (band[0] + time[0]) + mask[0],
+        band_split[1] + L * (band[1] + time[1]) + mask[1],
+    )

@@ -20,6 +20,8 @@ from s2g_deploy.subnet import ElasticSpace, Subnet
 class ElasticBSRNN(BSRNN):
     """A BSRNN supernet with dynamic depth and width over ``space``."""
 
+    dense = BSRNN  # the dense class a subnet runs as (and the forward of the full network)
+
     def __init__(self, config: BSRNNConfig, space: ElasticSpace):
         # S2G trains the full network at every step, so it must be the largest subnet of the space.
         if space.largest != Subnet(config.num_blocks, config.feature_dim):
@@ -50,6 +52,6 @@ class ElasticBSRNN(BSRNN):
         template = self._templates.get(subnet)
         if template is None:
             with torch.device("meta"):
-                template = self._templates[subnet] = BSRNN(config)
+                template = self._templates[subnet] = self.dense(config)
         template.train(self.training)
         return functional_call(template, weights, (wav,), strict=True)

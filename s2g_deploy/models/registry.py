@@ -18,10 +18,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from s2g_deploy.models.config import BSRNNConfig, count_params, macs_per_frame, quantizable_weights
+from s2g_deploy.models.config import (
+    BSRNNConfig,
+    CausalBSRNNConfig,
+    causal_count_params,
+    causal_macs_per_frame,
+    causal_quantizable_weights,
+    count_params,
+    macs_per_frame,
+    quantizable_weights,
+)
 from s2g_deploy.subnet import ElasticSpace
 
 ARCHITECTURE = "bsrnn"
+CAUSAL_ARCHITECTURE = "bsrnn-causal"
 
 
 @dataclass(frozen=True)
@@ -30,7 +40,9 @@ class Architecture:
 
     name: str  # as checkpoints record it
     title: str  # as the model card names it, e.g. "BSRNN"
-    config: type  # from_dict, to_dict, with_size(feature_dim, num_blocks), sample_rate_hz, n_fft, hop_length, n_bins
+    # from_dict, to_dict, with_size(feature_dim, num_blocks), frames(samples), samples_for_frames(frames),
+    # sample_rate_hz, n_fft, hop_length, n_bins
+    config: type
     dense: Any  # the dense network class (or "module:name")
     supernet: Any  # the elastic supernet class, (config, space) -> module (or "module:name")
     slice_state: Any  # (state, full config, subnet) -> (subnet config, sliced state) (or "module:name")
@@ -39,6 +51,8 @@ class Architecture:
     description: str = "network"  # what the model card calls it: "a dense <description> cut out of ..."
     # (elements, output channels) of the weights int8 quantization stores as bytes, from a config
     quantizable_weights: Callable[[Any], tuple[int, int]] | None = None
+    # causal: the network can run as a stream (``s2g export --io stream``) and only that way on devices
+    causal: bool = False
 
     def load(self, part: str) -> Any:
         """``dense``, ``supernet`` or ``slice_state``, imported if it was given by name."""
@@ -88,6 +102,21 @@ register(
         quantizable_weights=quantizable_weights,
     )
 )
+register(
+    Architecture(
+        name=CAUSAL_ARCHITECTURE,
+        title="causal BSRNN",
+        config=CausalBSRNNConfig,
+        dense="s2g_deploy.models.causal:CausalBSRNN",
+        supernet="s2g_deploy.models.causal:ElasticCausalBSRNN",
+        slice_state="s2g_deploy.slicing:slice_state",
+        count_params=causal_count_params,
+        macs_per_frame=causal_macs_per_frame,
+        description="causal band-split RNN",
+        quantizable_weights=causal_quantizable_weights,
+        causal=True,
+    )
+)
 
 
 def band_widths_from_hz(sample_rate_hz: int, n_fft: int, splits: list[tuple[float, float]]) -> tuple[int, ...]:
@@ -121,8 +150,8 @@ class Preset:
     space: ElasticSpace
 
 
-def _preset(name, description, sr, n_fft, hop, splits, n, blocks, widths) -> Preset:
-    config = BSRNNConfig(sr, n_fft, hop, band_widths_from_hz(sr, n_fft, splits), n, blocks)
+def _preset(name, description, sr, n_fft, hop, splits, n, blocks, widths, config_class=BSRNNConfig) -> Preset:
+    config = config_class(sr, n_fft, hop, band_widths_from_hz(sr, n_fft, splits), n, blocks)
     return Preset(name, description, config, ElasticSpace(tuple(range(1, blocks + 1)), widths))
 
 
@@ -163,6 +192,30 @@ PRESETS: dict[str, Preset] = {
             32,
             4,
             (8, 16, 24, 32),
+        ),
+        _preset(
+            "xsmall-causal",
+            "causal, streams: 16 kHz, 16 ms window, 8 ms hop (16 ms algorithmic latency), 14 bands, N=32, 4 blocks",
+            16000,
+            256,
+            128,
+            _16K_BANDS,
+            32,
+            4,
+            (8, 16, 24, 32),
+            CausalBSRNNConfig,
+        ),
+        _preset(
+            "tiny-causal",
+            "causal, streams: 16 kHz, n_fft 64, hop 32, 4 bands, N=8, 2 blocks: for tests",
+            16000,
+            64,
+            32,
+            [(4000, 2000), (6000, 2000)],
+            8,
+            2,
+            (4, 8),
+            CausalBSRNNConfig,
         ),
         _preset(
             "tiny",

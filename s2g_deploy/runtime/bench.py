@@ -51,11 +51,13 @@ class ModelFacts:
     quantized: bool
     bytes: int  # model file size (and external data, if any)
     precision: str = "fp32"  # as the export records it (s2g.precision), else read off the graph's ops
+    stream: Mapping[str, Any] | None = None  # s2g.stream of a stream export: hop, delay, latency, states
+    parameter_bytes: int | None = None  # the network's parameter bytes as stored (s2g.parameter_bytes)
 
     def input_for(self, chunk_seconds: float, batch: int) -> list[int]:
         """The input shape of one run: ``batch`` chunks of ``chunk_seconds`` at the model's rate."""
         samples = max(1, round(chunk_seconds * self.sample_rate_hz))
-        if self.io == "waveform":
+        if self.io in ("waveform", "stream"):  # a stream: one call (checked to be whole hops)
             return [batch, samples]
         return [batch, int(self.input_shape[1]), 1 + samples // self.hop_length, 2]  # centred STFT frames
 
@@ -97,7 +99,32 @@ def read_model(model: str | os.PathLike) -> ModelFacts:
         quantized=quantized,
         bytes=size,
         precision=props.get("s2g.precision") or ("int8-dynamic" if quantized else "fp32"),
+        stream=json.loads(props["s2g.stream"]) if io["io"] == "stream" and "s2g.stream" in props else None,
+        parameter_bytes=int(props["s2g.parameter_bytes"]) if props.get("s2g.parameter_bytes", "").isdigit() else None,
     )
+
+
+def check_workload(facts: ModelFacts, profile: Profile) -> int | None:
+    """A stream export runs only a stream workload (and the reverse), in whole hops per call; returns
+    the hops per call of a stream (None otherwise). :class:`InputError` (exit 2) names the fix."""
+    mode = profile.workload.mode
+    if (facts.io == "stream") != (mode == "stream"):
+        if facts.io == "stream":
+            raise InputError(
+                f"{facts.path}: a stream export (states carried between calls) cannot run profile "
+                f"{profile.name!r}'s {mode} workload; bench it with a stream profile (earbud, watch, phone) or "
+                "export an offline supernet with --io waveform for this profile"
+            )
+        raise InputError(
+            f"{facts.path}: a {facts.io} export cannot run profile {profile.name!r}'s stream workload; export "
+            "a causal supernet with --io stream for it (s2g export --profile " + profile.name + ")"
+        )
+    if mode != "stream":
+        return None
+    from s2g_deploy.runtime.stream import hops_per_call
+
+    what = f"profile {profile.name!r} workload.chunk_seconds"
+    return hops_per_call(profile.workload.chunk_seconds, facts.sample_rate_hz, facts.hop_length, what)
 
 
 @dataclass(frozen=True)
@@ -126,6 +153,8 @@ class BenchReport:
     notes: tuple[str, ...] = ()
     compare: tuple[Mapping[str, Any], ...] = ()  # --compare torch rows
     precision: str = "fp32"  # the model's stored precision (the profile's is in the notes when it differs)
+    deadline: Mapping[str, Any] = field(default_factory=dict)  # runs slower than the audio they hold
+    stream: Mapping[str, Any] | None = None  # a stream: hops per call, delay and algorithmic latency
 
     @property
     def passed(self) -> bool:
@@ -155,6 +184,8 @@ class BenchReport:
             "passed": self.passed,
             "environment": dict(self.environment),
             "notes": list(self.notes),
+            "deadline": dict(self.deadline),
+            "stream": dict(self.stream) if self.stream else None,
         }
         if self.compare:
             document["compare"] = [dict(row) for row in self.compare]
@@ -213,6 +244,7 @@ def measure_model(facts: ModelFacts, profile: Profile) -> BenchReport:
             f"measured as given (export it with --precision {profile.runtime.precision})"
         )
         log.warning("%s", notes[-1])
+    check_workload(facts, profile)
     shape = facts.input_for(profile.workload.chunk_seconds, profile.workload.batch)
     job = job_for("onnx", facts.path, shape, profile)
     # the subnet, not the path: during export and release the file still sits in a staging directory
@@ -257,12 +289,43 @@ def _report(facts: ModelFacts, profile: Profile, job: dict, result: dict, env: d
         },
         peak_rss_bytes=result["peak_rss_bytes"],
         model_bytes=facts.bytes,
-        budgets=budget_verdicts(profile, stats, facts.params, facts.macs_per_second),
+        budgets=budget_verdicts(profile, stats, facts.params, facts.macs_per_second, facts.parameter_bytes),
         environment=env,
         samples_ms=tuple(result["samples_ms"]),
         notes=notes,
         precision=facts.precision,
+        deadline=deadline_misses(result["samples_ms"], 1000 * profile.workload.chunk_seconds),
+        stream=_stream_facts(facts, profile),
     )
+
+
+def deadline_misses(samples_ms: Sequence[float], deadline_ms: float) -> dict:
+    """Timed runs that took longer than ``deadline_ms`` (the audio one run holds: a real-time device
+    would have dropped or repeated audio), with their count and share."""
+    misses = sum(1 for s in samples_ms if s > deadline_ms)
+    return {
+        "deadline_ms": deadline_ms,
+        "misses": misses,
+        "runs": len(samples_ms),
+        "miss_rate": misses / len(samples_ms) if samples_ms else None,
+        "worst_ms": max(samples_ms) if samples_ms else None,
+    }
+
+
+def _stream_facts(facts: ModelFacts, profile: Profile) -> dict | None:
+    if facts.io != "stream":
+        return None
+    sr, hops = facts.sample_rate_hz, check_workload(facts, profile)
+    delay = int((facts.stream or {}).get("delay_samples", 0))
+    call = hops * facts.hop_length
+    return {
+        "hops_per_call": hops,
+        "hop_ms": 1000 * facts.hop_length / sr,
+        "call_ms": 1000 * call / sr,
+        "delay_samples": delay,
+        "algorithmic_latency_ms": 1000 * (delay + call) / sr,
+        "states": "carried from call to call, zeros at the first call",
+    }
 
 
 def record_in_manifest(export_dir: str | os.PathLike, report: BenchReport, **extra: Any) -> dict:

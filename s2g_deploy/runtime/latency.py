@@ -324,7 +324,7 @@ def _measure_subnets(
     config = supernet.config
     samples = max(1, round(profile.workload.chunk_seconds * config.sample_rate_hz))
     batch = profile.workload.batch
-    shape = [batch, samples] if io == "waveform" else [batch, config.n_bins, config.frames(samples), 2]
+    shape = [batch, samples] if io != "spectrogram" else [batch, config.n_bins, config.frames(samples), 2]
     cap_s = max(CAP_S, profile.measurement.min_duration_s)
     results: dict[Subnet, list[dict]] = {s: [] for s in subnets}
     with tempfile.TemporaryDirectory(prefix="s2g-calibrate-") as tmp, single_threaded():
@@ -333,7 +333,7 @@ def _measure_subnets(
             log.info("exporting %s for calibration (%d of %d)", subnet, i, len(subnets))
             dense = slice_subnet(supernet, subnet).eval()
             simplified, _ = simplify(
-                to_onnx(dense, io, profile.runtime.opset, config.sample_rate_hz + 5), io, config.n_bins
+                to_onnx(dense, io, profile.runtime.opset, config.sample_rate_hz + 5), io, dense.config
             )
             files[subnet] = Path(tmp) / f"{subnet}.onnx"
             files[subnet].write_bytes(_at_precision(simplified, profile, config))

@@ -93,6 +93,8 @@ def _runner(job: dict) -> tuple[Callable[[], Any], dict]:
 
         session = build_session(job["model"], SessionSettings(**settings))
         feed = {session.get_inputs()[0].name: x}
+        if len(session.get_inputs()) > 1:
+            return _stream_call(session, feed), {"providers": session.get_providers()}
         return (lambda: session.run(None, feed)), {"providers": session.get_providers()}
     import torch
 
@@ -121,6 +123,26 @@ def _runner(job: dict) -> tuple[Callable[[], Any], dict]:
             return forward(wav)
 
     return run, {"providers": ["torch " + torch.__version__], "torch_threads": torch.get_num_threads()}
+
+
+def _stream_call(session, feed: dict) -> Callable[[], Any]:
+    """One call of a stream export, its states carried from the call before (zeros at first), as a
+    device runs it: the same chunk each call, the recurrent state evolving."""
+    from s2g_deploy.runtime.stream import NEXT, session_step, zero_states
+
+    _, shapes = session_step(session)
+    batch = next(iter(feed.values())).shape[0]
+    states = zero_states(shapes, batch)
+    names = [o.name for o in session.get_outputs()]
+    carried = [(i, name[len(NEXT) :]) for i, name in enumerate(names) if name.startswith(NEXT)]
+
+    def run():
+        out = session.run(names, {**feed, **states})
+        for i, name in carried:
+            states[name] = out[i]
+        return out
+
+    return run
 
 
 def run_job(job: dict) -> dict:

@@ -25,7 +25,7 @@ from s2g_deploy.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoi
 from s2g_deploy.errors import InputError
 from s2g_deploy.models.bsrnn import BSRNN
 from s2g_deploy.models.elastic import ElasticBSRNN
-from s2g_deploy.models.registry import get_preset
+from s2g_deploy.models.registry import architecture_of, get_preset
 from s2g_deploy.subnet import Subnet
 from s2g_deploy.train.data import SyntheticMusic
 from s2g_deploy.train.losses import separation_loss
@@ -119,16 +119,16 @@ def _build_model(config: TrainConfig) -> tuple[BSRNN, CheckpointMeta]:
                     f"{config.init}: a dense {ckpt.meta.subnet} model; --init needs a supernet or a dense model of "
                     f"--preset {config.preset}'s full size ({space.largest})"
                 )
-            model = ElasticBSRNN(arch, space)
+            model = architecture_of(arch).load("supernet")(arch, space)
             model.load_state_dict(ckpt.model.state_dict(), strict=True)
     else:
         preset = get_preset(config.preset)
         arch, space = preset.config, preset.space
-        model = ElasticBSRNN(arch, space)
+        model = architecture_of(arch).load("supernet")(arch, space)
     if config.fixed_subnet is not None:
         subnet = space.check(config.fixed_subnet)
         torch.manual_seed(config.seed)
-        model = BSRNN(arch.with_size(feature_dim=subnet.width, num_blocks=subnet.depth))
+        model = architecture_of(arch).load("dense")(arch.with_size(feature_dim=subnet.width, num_blocks=subnet.depth))
         return model, CheckpointMeta(model.config, subnet=subnet)
     return model, CheckpointMeta(arch, space)
 
