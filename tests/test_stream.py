@@ -292,3 +292,10 @@ def test_search_of_a_stream_profile_counts_one_frame_per_hop(causal_ckpt):
     assert chosen.macs_per_chunk == 4 * causal_macs_per_frame(config)
     assert chosen.macs_per_second == 500 * causal_macs_per_frame(config)  # 16000 / 32 frames per second
     assert result.checkpoint == str(causal_ckpt)
+
+
+def test_bench_compare_torch_is_refused_for_a_stream(stream_export, tmp_path):
+    profile = tmp_path / "s.toml"
+    profile.write_text(load_text("earbud").replace("chunk_seconds = 0.008", "chunk_seconds = 0.004"))
+    result = runner.invoke(app, ["bench", str(stream_export.out), "--device", str(profile), "--compare", "torch"])
+    assert result.exit_code == 2 and "--compare torch times chunks on their own" in result.output

@@ -217,6 +217,11 @@ def bench_model(
         raise InputError(f"--compare must be 'torch', got {compare!r}")
     prof = profile if isinstance(profile, Profile) else load_profile(profile)
     facts = read_model(model)
+    if compare and facts.io == "stream":
+        raise InputError(
+            f"{facts.path}: --compare torch times chunks on their own; a stream's torch counterpart (one call "
+            "with its states carried) is not implemented: benchmark the stream export without --compare"
+        )
     report = measure_model(facts, prof)
     if compare:
         report = with_compare(report, compare_torch(facts, prof, checkpoint))
