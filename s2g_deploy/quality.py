@@ -39,7 +39,7 @@ def table_at(quality: Mapping[str, Any] | None, chunk_seconds: float | None) -> 
     return (quality.get("chunked") or {}).get(chunk_key(chunk_seconds))
 
 
-STREAM_LABEL = "stream (whole clip, hop by hop; equal by parity to the causal model on the whole clip)"
+STREAM_LABEL = "streamed: the causal model's whole-clip figure, which a stream reproduces exactly"
 
 
 def subnet_quality(
