@@ -249,17 +249,19 @@ def measure_model(facts: ModelFacts, profile: Profile) -> BenchReport:
             f"measured as given (export it with --precision {profile.runtime.precision})"
         )
         log.warning("%s", notes[-1])
-    check_workload(facts, profile)
+    hops = check_workload(facts, profile)
     shape = facts.input_for(profile.workload.chunk_seconds, profile.workload.batch)
     job = job_for("onnx", facts.path, shape, profile)
     # the subnet, not the path: during export and release the file still sits in a staging directory
     what = f"subnet {facts.subnet}" if facts.subnet else facts.path.name
     log.info("measuring %s under profile %r (input %s)", what, profile.name, "x".join(map(str, shape)))
     result = measure(job)
-    return _report(facts, profile, job, result, environment(), tuple(notes))
+    return _report(facts, profile, job, result, environment(), tuple(notes), hops)
 
 
-def _report(facts: ModelFacts, profile: Profile, job: dict, result: dict, env: dict, notes: tuple) -> BenchReport:
+def _report(
+    facts: ModelFacts, profile: Profile, job: dict, result: dict, env: dict, notes: tuple, hops: int | None = None
+) -> BenchReport:
     stats = latency_statistics(result["first_ms"], result["samples_ms"])
     audio_s = profile.workload.chunk_seconds * profile.workload.batch
     statistic = profile.measurement.statistic
@@ -300,7 +302,7 @@ def _report(facts: ModelFacts, profile: Profile, job: dict, result: dict, env: d
         notes=notes,
         precision=facts.precision,
         deadline=deadline_misses(result["samples_ms"], 1000 * profile.workload.chunk_seconds),
-        stream=_stream_facts(facts, profile),
+        stream=_stream_facts(facts, hops),
     )
 
 
@@ -317,10 +319,11 @@ def deadline_misses(samples_ms: Sequence[float], deadline_ms: float) -> dict:
     }
 
 
-def _stream_facts(facts: ModelFacts, profile: Profile) -> dict | None:
-    if facts.io != "stream":
+def _stream_facts(facts: ModelFacts, hops: int | None) -> dict | None:
+    """A stream's call facts; ``hops``: its hops per call, as :func:`check_workload` found them."""
+    if hops is None:
         return None
-    sr, hops = facts.sample_rate_hz, check_workload(facts, profile)
+    sr = facts.sample_rate_hz
     delay = int((facts.stream or {}).get("delay_samples", 0))
     call = hops * facts.hop_length
     return {
