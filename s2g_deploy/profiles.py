@@ -20,6 +20,9 @@ key path)::
     intra_op_threads = 2                # >= 1 (0, onnxruntime's "all cores", is not reproducible)
     inter_op_threads = 1
     graph_optimization_level = "all"    # disable | basic | extended | all
+    allow_spinning = true               # optional: intra-op threads spin-wait for work between runs
+                                        # (onnxruntime's default); false trades latency for idle CPU.
+                                        # Only matters with intra_op_threads > 1
     precision = "fp32"                  # fp32 | int8-dynamic (onnxruntime dynamic quantization) | fp16
                                         # (fp16: not on CPUExecutionProvider, where it runs slower than fp32)
     max_quality_drop_db = 0.5           # optional: the largest uSDR drop a quantized export may have
@@ -119,6 +122,7 @@ class RuntimeSettings:
     precision: str  # one of PRECISIONS
     opset: int
     max_quality_drop_db: float = DEFAULT_MAX_QUALITY_DROP_DB  # quality gate of quantized exports, uSDR dB
+    allow_spinning: bool = True  # intra-op threads spin-wait between runs (onnxruntime's default)
 
     @property
     def ort_graph_optimization_level(self) -> str:
@@ -226,6 +230,12 @@ def _non_negative_number(v: Any) -> float:
     return float(v)
 
 
+def _boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _Bad(f"must be true or false, got {v!r}")
+    return v
+
+
 def _text(v: Any) -> str:
     if not isinstance(v, str) or not v.strip():
         raise _Bad(f"must be a non-empty string, got {v!r}")
@@ -304,6 +314,7 @@ _SCHEMA: dict[str, dict[str, tuple[bool, Callable[[Any], Any]]]] = {
         "precision": (True, _one_of(PRECISIONS)),
         "opset": (True, _at_least(MIN_OPSET)),
         "max_quality_drop_db": (False, _quality_drop),
+        "allow_spinning": (False, _boolean),
     },
     "workload": {
         "mode": (False, _one_of(WORKLOAD_MODES)),

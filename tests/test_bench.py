@@ -17,7 +17,7 @@ from s2g_deploy.errors import InputError
 from s2g_deploy.export import parity
 from s2g_deploy.runtime.bench import bench_model, latency_statistics
 from s2g_deploy.runtime.measure import timing_loop
-from s2g_deploy.runtime.session import SessionSettings, build_session
+from s2g_deploy.runtime.session import ALLOW_SPINNING, SessionSettings, build_session
 
 runner = CliRunner()
 
@@ -187,3 +187,15 @@ def test_compare_torch(tiny_export, profile_file):
     assert [r["kind"] for r in rows] == ["torch_dense", "torch_supernet"]
     assert all(r["latency_ms"]["p50"] > 0 and r["threads"] == 1 for r in rows)
     assert rows[0]["model"].endswith("dense.safetensors")
+
+
+def test_allow_spinning_reaches_the_session_and_the_report(tiny_export):
+    model = tiny_export.paths["model"]
+    for spin, entry in ((True, "1"), (False, "0")):
+        session = build_session(model, SessionSettings(intra_op_threads=2, allow_spinning=spin))
+        assert session.get_session_options().get_session_config_entry(ALLOW_SPINNING) == entry
+    profile = quick_profile(runtime={"intra_op_threads": 2, "allow_spinning": False})
+    assert SessionSettings.of(profile.runtime).allow_spinning is False
+    assert SessionSettings.of(quick_profile().runtime).allow_spinning is True  # onnxruntime's default
+    session = bench_model(tiny_export.out, profile, write_manifest=False).to_dict()["session"]
+    assert session["allow_spinning"] is False and session["intra_op_threads"] == 2

@@ -109,3 +109,24 @@ def test_streaming_quick(tmp_path):
     assert row["deadline"]["deadline_ms"] == 4.0 and row["deadline"]["runs"] == row["runs"] >= 50
     assert row["p99_over_hop"] == row["latency_ms"]["p99"] / 2.0
     assert "| earbud | 2x8 | fp32 | 4 ms | 6 ms |" in (tmp_path / "streaming_quick.md").read_text()
+
+
+def test_session_options_quick(tmp_path):
+    done = _quick("session_options.py", tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "session_options_quick.json").read_text())
+    assert [(g["subnet"], g["io"]) for g in report["graphs"]] == [("2x8", "waveform"), ("2x8", "stream")]
+    grid = {
+        (level, threads, spin) for level in ("disable", "all") for threads, spin in ((1, True), (2, True), (2, False))
+    }
+    for graph in report["graphs"]:
+        rows = graph["rows"]
+        assert {(r["level"], r["threads"], r["spinning"]) for r in rows} == grid
+        (reference,) = [r for r in rows if r["reference"]]  # the profile's current setting is in the grid
+        assert reference["setting"] == graph["reference"] and reference["p50_ratio"] == reference["cpu_ratio"] == 1
+        for r in rows:
+            assert len(r["rounds"]["p50_ms"]) == 2 and all(n >= 10 for n in r["runs"])
+            assert 0 < r["p50_ms"] <= r["p99_ms"] and r["cpu_ms_per_call"] > 0 and r["p50_ratio"] > 0
+    assert [g["reference"] for g in report["graphs"]] == ["all, 2 threads, spinning on", "all, 1 thread"]
+    md = (tmp_path / "session_options_quick.md").read_text()
+    assert "| all, 2 threads, spinning off |" in md and "| all, 1 thread * |" in md

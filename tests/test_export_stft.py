@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from s2g_deploy.export.stft import ConvISTFT, ConvSTFT, FramedISTFT, FramedSTFT, framed, stft_macs
+from s2g_deploy.export.stft import ConvISTFT, ConvSTFT, FramedISTFT, FramedSTFT, factors, framed, stft_macs
 from s2g_deploy.models.bsrnn import istft, stft
 from s2g_deploy.models.registry import PRESETS
 
@@ -114,8 +114,10 @@ def test_stft_macs_formula():
     c = PRESETS["xsmall"].config
     macs = stft_macs(c, 16000)
     frames = c.frames(16000)
-    # framed: the butterfly halves the DFT, so 2F rows over n_fft / 2 samples per frame, each way
-    assert macs == {"stft": 2 * c.n_bins * (c.n_fft // 2) * frames, "istft": 2 * c.n_bins * (c.n_fft // 2) * frames}
+    # framed, n_fft 512 = P 32 x Q 16 (hop 128): 2Q x P x P + 2Q x (Q + 2) x P = 32,768 + 18,432 = 51,200
+    # per frame each way (a full DFT basis: 2 x 257 x 512 = 263,168)
+    assert factors(c.n_fft, c.hop_length) == (32, 16)
+    assert macs == {"stft": 51_200 * frames, "istft": 51_200 * frames}
     odd = dataclasses.replace(c, n_fft=510, hop_length=128, band_widths=(*c.band_widths[:-1], 32))
     assert not framed(odd.n_fft, odd.hop_length)
     macs = stft_macs(odd, 16000)
@@ -143,7 +145,7 @@ def test_framed_pair_matches_the_models_transforms(preset, length):
     assert (ours - ref).abs().max() <= 1e-5
 
 
-@pytest.mark.parametrize(("n_fft", "hop"), [(64, 32), (128, 16), (256, 64), (512, 128)])
+@pytest.mark.parametrize(("n_fft", "hop"), [(64, 32), (128, 16), (256, 64), (512, 128), (12, 4), (96, 32), (1024, 256)])
 def test_framed_pair_against_torch_for_other_shapes(n_fft, hop):
     g = torch.Generator().manual_seed(n_fft + hop)
     for length in (hop * 7 + 5, hop * 20, 3):
@@ -156,8 +158,14 @@ def test_framed_pair_against_torch_for_other_shapes(n_fft, hop):
         assert (out - _torch_istft(spec, n_fft, hop, length)).abs().max() <= 1e-5
 
 
+def test_factors_divide_the_hop_and_come_near_the_square_root():
+    cases = {(4, 2): (2, 2), (12, 4): (3, 4), (64, 32): (8, 8), (256, 128): (16, 16), (512, 128): (32, 16)}
+    cases |= {(1024, 256): (32, 32), (2048, 512): (64, 32), (96, 32): (12, 8), (512, 8): (64, 8), (64, 2): (32, 2)}
+    assert {size: factors(*size) for size in cases} == cases
+
+
 def test_framed_refuses_sizes_it_cannot_frame():
     for n_fft, hop in ((63, 16), (64, 40), (66, 33)):
         assert not framed(n_fft, hop)
-        with pytest.raises(ValueError, match="multiple of 4"):
+        with pytest.raises(ValueError, match="even hop that divides n_fft"):
             FramedSTFT(n_fft, hop)

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import tomllib
 
 import pytest
 from typer.testing import CliRunner
@@ -209,3 +210,16 @@ def test_profiles_do_not_need_torch():
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_allow_spinning_is_optional_and_must_be_a_boolean(tmp_path):
+    assert parse_profile(tomllib.loads(GOOD)).runtime.allow_spinning is True  # onnxruntime's default
+    off = GOOD.replace("opset = 17\n", "opset = 17\nallow_spinning = false\n")
+    assert parse_profile(tomllib.loads(off)).runtime.allow_spinning is False
+    assert parse_profile(tomllib.loads(off)).to_dict()["runtime"]["allow_spinning"] is False
+    for value, shown in (('"yes"', "'yes'"), ("1", "1")):
+        path = tmp_path / "spin.toml"
+        path.write_text(GOOD.replace("opset = 17\n", f"opset = 17\nallow_spinning = {value}\n"))
+        with pytest.raises(ProfileError) as info:
+            read_profile(path)
+        assert info.value.problems == (f"runtime.allow_spinning: must be true or false, got {shown}",)

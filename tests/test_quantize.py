@@ -7,6 +7,7 @@ import numpy as np
 import onnx
 import pytest
 from conftest import make_supernet
+from onnx import numpy_helper
 from runtime_helpers import profile_toml, quick_profile
 from typer.testing import CliRunner
 
@@ -15,6 +16,8 @@ from s2g_deploy.checkpoint import CheckpointMeta, save_checkpoint
 from s2g_deploy.cli.app import app
 from s2g_deploy.errors import ProfileError, VerificationError
 from s2g_deploy.export import compact, parity
+from s2g_deploy.export.stft import framed_bases
+from s2g_deploy.models.registry import get_preset
 from s2g_deploy.precision import cpu_features, parameter_bytes, quantization_settings
 from s2g_deploy.profiles import parse_profile
 
@@ -76,29 +79,49 @@ def test_int8_graph_quantizes_the_network_and_keeps_the_stft_float(int8_export, 
     assert ops["DynamicQuantizeLSTM"] == fp32_ops["LSTM"] and ops["MatMulInteger"] > 0
     assert "ConvInteger" not in ops and "LSTM" not in ops and "Gemm" not in ops
     model = onnx.load(str(int8_export.paths["model"]))
-    producer = {o: n for n in model.graph.node for o in n.output}
     dsp = [n for n in model.graph.node if n.op_type == "MatMul" and n.name.startswith(("/stft/", "/istft/"))]
     assert len(dsp) == 4  # the framed STFT's and iSTFT's products stay float MatMuls
-    for node in dsp:  # each basis: computed in float64, cast to float32, never stored
-        chain = [producer[node.input[1]]]
-        while chain[-1].input and chain[-1].input[0] in producer:
-            chain.append(producer[chain[-1].input[0]])
-        cast = next(n for n in chain if n.op_type == "Cast")
-        assert onnx.helper.get_attribute_value(cast.attribute[0]) == onnx.TensorProto.FLOAT
-    stored = {tuple(t.dims) for t in model.graph.initializer}
-    assert not stored & {(32, 34), (32, 32), (34, 32)}  # tiny's half bases (n_fft 64): none kept
+    bases = {
+        k: v.float().numpy() for k, v in framed_bases(64, get_preset("tiny").config.hop_length).items() if ".stage" in k
+    }
+    stored = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    stored |= {
+        n.output[0]: numpy_helper.to_array(n.attribute[0].t) for n in model.graph.node if n.op_type == "Constant"
+    }
+    for node in dsp:  # each Cooley-Tukey basis: stored float32, exactly the float64 one rounded once
+        (constant,) = (stored[i] for i in node.input if i in stored)
+        assert constant.dtype == np.float32
+        assert any(v.shape == constant.shape and np.array_equal(v, constant) for v in bases.values())
     assert int8_export.paths["model"].stat().st_size < fp32_export.paths["model"].stat().st_size
 
 
-def test_the_in_graph_basis_is_folded_at_load_and_exact(fp32_export, tmp_path):
+@pytest.fixture(scope="module")
+def conv_export(tmp_path_factory):
+    """A tiny supernet whose hop (24) does not divide n_fft (64): its export keeps the convolution STFT."""
+    import dataclasses
+
+    from s2g_deploy.models.registry import architecture_of
+
+    p = get_preset("tiny")
+    config = dataclasses.replace(p.config, hop_length=24)
+    model = architecture_of(config).load("supernet")(config, p.space).eval()
+    path = tmp_path_factory.mktemp("conv") / "conv.safetensors"
+    save_checkpoint(path, model, CheckpointMeta(config, p.space, training={"preset": "tiny", "target": "vocals"}))
+    return api.export(path, subnet="2x8", out=tmp_path_factory.mktemp("conv-export") / "x")
+
+
+def test_the_in_graph_basis_is_folded_at_load_and_exact(conv_export, fp32_export, tmp_path):
     import onnxruntime as ort
 
     from s2g_deploy.export.stft import _dft_basis
 
     assert np.array_equal(compact.dft_basis(64), _dft_basis(64)[0].float().numpy())
-    fp32 = fp32_export.paths["model"].read_bytes()
+    framed_model = fp32_export.paths["model"].read_bytes()
+    assert compact.compute_basis_in_graph(framed_model, 64) == (framed_model, compact.Compacted((), 0, None))
+    fp32 = conv_export.paths["model"].read_bytes()
     computed, record = compact.compute_basis_in_graph(fp32, 64)
-    assert record.replaced and record.bytes_saved > 0 and record.max_abs_difference <= compact.MAX_BASIS_DIFFERENCE
+    assert record.replaced and record.bytes_saved == compact.dft_basis(64).nbytes
+    assert record.max_abs_difference <= compact.MAX_BASIS_DIFFERENCE
     options = ort.SessionOptions()
     options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
     ort.InferenceSession(computed, options, providers=["CPUExecutionProvider"])

@@ -58,7 +58,8 @@ def render(report) -> None:
         "input "
         f"{'x'.join(map(str, report.input_shape))} ({report.batch} x {report.chunk_seconds:g} s), "
         f"{session['execution_provider']}, {session['intra_op_threads']} intra-op / "
-        f"{session['inter_op_threads']} inter-op threads, optimisation {session['graph_optimization_level']}"
+        f"{session['inter_op_threads']} inter-op threads, optimisation {session['graph_optimization_level']}, "
+        f"spinning {'on' if session.get('allow_spinning', True) else 'off'}"
     )
     table = Table(
         title=f"Latency per run, ms ({report.protocol['runs']} timed runs, {report.protocol['timed_seconds']:.1f} s)"

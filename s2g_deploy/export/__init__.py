@@ -16,7 +16,8 @@ from s2g_deploy.errors import InputError
 IO_MODES = ("waveform", "spectrogram", "stream")
 # The layout of exported graphs; part of every latency calibration's key, since latency is the graph's.
 # 1: per-band op chains, convolution STFT/iSTFT. 2: lean graphs (batched bands, constant shapes, framed STFT).
-GRAPH_FORMAT = 2
+# 3: the framed STFT/iSTFT as a two-stage Cooley-Tukey DFT (two fifths of format 2's MACs at n_fft 512).
+GRAPH_FORMAT = 3
 
 
 def check_io(io: str) -> str:

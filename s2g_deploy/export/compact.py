@@ -1,9 +1,10 @@
 """The STFT/iSTFT bases of a quantized export, computed in the graph instead of stored.
 
-The DFT bases of the in-graph STFT/iSTFT (:mod:`s2g_deploy.export.stft`: four half bases of the framed
-transforms, or the convolutions' one windowed basis) take 1.05 MB of float32 at n_fft 512, 14 times the
-int8 weights of the earbud's subnet. They are signal-processing
-constants, and they stay float32: this step replaces each stored tensor by the few nodes that compute it
+The convolution STFT/iSTFT's windowed DFT basis (:mod:`s2g_deploy.export.stft`, for sizes the framed
+transforms cannot take) takes 1.05 MB of float32 at n_fft 512, 14 times the int8 weights of a 1x8
+subnet. (The framed transforms' Cooley-Tukey constants, 271 KB at n_fft 512, stay stored.)
+It is a signal-processing
+constant, and it stays float32: this step replaces each stored copy by the few nodes that compute it
 (``Range``, ``Mod``, ``Cos``, ``Sin``, a row scale or the periodic Hann window) in float64 and cast it to
 float32. All their inputs are constants, so onnxruntime folds them once when the session is created
 (checked in the tests: no ``Cos`` is left in the optimised graph); with graph optimisation disabled they
@@ -56,8 +57,7 @@ def dft_basis(n_fft: int) -> np.ndarray:
 def compute_basis_in_graph(model_bytes: bytes, n_fft: int) -> tuple[bytes, Compacted]:
     """``model_bytes`` with every stored copy of a DFT basis replaced by its in-graph computation.
 
-    The bases are those of the convolution STFT/iSTFT (one windowed basis, :func:`dft_basis`) and of the
-    framed ones (four half bases: :func:`s2g_deploy.export.stft.framed_constants`).
+    The basis is the convolution STFT/iSTFT's one windowed basis, :func:`dft_basis`.
     """
     import onnx
     from onnx import numpy_helper
@@ -97,17 +97,7 @@ def compute_basis_in_graph(model_bytes: bytes, n_fft: int) -> tuple[bytes, Compa
 
 def _candidates(n_fft: int) -> list:
     """(tag, float32 reference, node builder) of every basis an export of this n_fft may store."""
-    out = [("windowed", dft_basis(n_fft), lambda p: _basis_nodes(n_fft, p))]
-    from s2g_deploy.export.stft import _half_bases, framed, framed_constants
-
-    if framed(n_fft, n_fft // 4):
-        halves = _half_bases(n_fft)
-        for tag, (parity, scale, transposed) in framed_constants(n_fft).items():
-            value = halves[parity] if scale is None else halves[parity] * scale
-            value = (value.t() if transposed else value).float().numpy()
-            scale = None if scale is None else scale.numpy()
-            out.append((tag, value, lambda p, a=parity, b=scale, c=transposed: _half_basis_nodes(n_fft, a, b, c, p)))
-    return out
+    return [("windowed", dft_basis(n_fft), lambda p: _basis_nodes(n_fft, p))]
 
 
 def _stored_copies(model, reference: np.ndarray) -> list:
@@ -193,24 +183,6 @@ def _basis_nodes(n_fft: int, p: str) -> tuple[list, list]:
         node("Unsqueeze", ["windowed", "axis1"], "basis_double"),
         node("Cast", ["basis_double"], "basis", to=TensorProto.FLOAT),
     ]
-    return nodes, initializers
-
-
-def _half_basis_nodes(n_fft: int, parity: int, scale, transposed: bool, p: str) -> tuple[list, list]:
-    """Nodes computing ``{p}basis``: the rows of bins of one parity over n < n_fft / 2, as
-    :func:`s2g_deploy.export.stft._half_bases`; times ``scale`` (per row) and transposed where asked."""
-    from onnx import TensorProto
-
-    extra = {} if scale is None else {"scale": np.asarray(scale, np.float64)}
-    node, nodes, initializers = _dft_rows(p, n_fft, n_fft // 2, parity, 2, extra)
-    rows = "rows"
-    if scale is not None:
-        nodes.append(node("Mul", ["rows", "scale"], "scaled"))
-        rows = "scaled"
-    if transposed:
-        nodes.append(node("Transpose", [rows], "transposed", perm=[1, 0]))
-        rows = "transposed"
-    nodes.append(node("Cast", [rows], "basis", to=TensorProto.FLOAT))
     return nodes, initializers
 
 

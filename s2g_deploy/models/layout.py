@@ -31,15 +31,16 @@ class _OnnxSplitFrames(torch.autograd.Function):
     """Export-time :func:`split_frames`: Reshape to (lead..., T, -1, tail...), T read off ``frames``."""
 
     @staticmethod
-    def forward(ctx, x, frames, lead, tail):
-        return x.reshape(*lead, frames.shape[0], -1, *tail)
+    def forward(ctx, x, frames, lead, tail, at, batch_first):
+        middle = (-1, frames.shape[at]) if batch_first else (frames.shape[at], -1)
+        return x.reshape(*lead, *middle, *tail)
 
     @staticmethod
-    def symbolic(g, x, frames, lead, tail):
-        first = [g.op("Constant", value_t=torch.tensor([i], dtype=torch.int64)) for i in (0, 1)]
+    def symbolic(g, x, frames, lead, tail, at, batch_first):
+        first = [g.op("Constant", value_t=torch.tensor([i], dtype=torch.int64)) for i in (at, at + 1)]
         t = g.op("Slice", g.op("Shape", frames), *first)  # (1,) int64: T (Shape's start/end need opset 15)
-        before = g.op("Constant", value_t=torch.tensor(list(lead), dtype=torch.int64))
-        after = g.op("Constant", value_t=torch.tensor([-1, *tail], dtype=torch.int64))
+        before = g.op("Constant", value_t=torch.tensor([*lead, *([-1] if batch_first else [])], dtype=torch.int64))
+        after = g.op("Constant", value_t=torch.tensor([*([] if batch_first else [-1]), *tail], dtype=torch.int64))
         out = g.op("Reshape", x, g.op("Concat", before, t, after, axis_i=0))
         # the exporter cannot infer a shape computed at run time: give the nodes after it the rank
         # and the sizes that are known
@@ -61,11 +62,20 @@ def reshape(x: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
     return x.reshape([x.shape[i] if s == 0 else s for i, s in enumerate(shape)])
 
 
-def split_frames(x: torch.Tensor, frames: torch.Tensor, lead: tuple[int, ...], tail: tuple[int, ...]) -> torch.Tensor:
+def split_frames(
+    x: torch.Tensor,
+    frames: torch.Tensor,
+    lead: tuple[int, ...],
+    tail: tuple[int, ...],
+    at: int = 0,
+    batch_first: bool = False,
+) -> torch.Tensor:
     """Split x's merged (T*B) axis into (T, B): x (lead..., T*B, tail...) -> (lead..., T, B, tail...).
 
-    ``frames`` is any tensor whose first axis is T; ``lead`` and ``tail`` are x's other sizes.
+    ``frames`` is any tensor whose axis ``at`` is T; ``lead`` and ``tail`` are x's other sizes.
+    ``batch_first``: the merged axis is (B*T) and splits into (B, T).
     """
     if torch.onnx.is_in_onnx_export():
-        return _OnnxSplitFrames.apply(x, frames, tuple(lead), tuple(tail))
-    return x.reshape(*lead, frames.shape[0], -1, *tail)
+        return _OnnxSplitFrames.apply(x, frames, tuple(lead), tuple(tail), at, batch_first)
+    middle = (-1, frames.shape[at]) if batch_first else (frames.shape[at], -1)
+    return x.reshape(*lead, *middle, *tail)
