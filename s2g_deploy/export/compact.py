@@ -1,11 +1,11 @@
 """The STFT/iSTFT bases of a quantized export, computed in the graph instead of stored.
 
 The convolution STFT/iSTFT's windowed DFT basis (:mod:`s2g_deploy.export.stft`, for sizes the framed
-transforms cannot take) takes 1.05 MB of float32 at n_fft 512, 14 times the int8 weights of a 1x8
-subnet. (The framed transforms' Cooley-Tukey constants, 271 KB at n_fft 512, stay stored.)
-It is a signal-processing
-constant, and it stays float32: this step replaces each stored copy by the few nodes that compute it
-(``Range``, ``Mod``, ``Cos``, ``Sin``, a row scale or the periodic Hann window) in float64 and cast it to
+transforms cannot take) takes 1.05 MB of float32 at n_fft 512, more than the int8 weights of any
+subnet a small device gets. (The framed transforms' Cooley-Tukey constants, 271 KB at n_fft 512, stay
+stored.) It is a signal-processing constant, and it stays float32: this step replaces each stored copy
+by the few nodes that compute it (``Range``, ``Mod``, ``Cos``, ``Sin``, the periodic Hann window) in
+float64 and cast it to
 float32. All their inputs are constants, so onnxruntime folds them once when the session is created
 (checked in the tests: no ``Cos`` is left in the optimised graph); with graph optimisation disabled they
 would run on every call. Each computed basis is compared with the stored one before the swap (at most
